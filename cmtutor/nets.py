@@ -1,0 +1,79 @@
+"""Networks F_θ(x, c_noise) for vector data. (The image U-Net lives in ``cmtutor.unet``.)
+
+Time embedding. The noise level enters as c_noise = ¼·ln σ, which spans only about [−1.6, 1.1] for
+σ ∈ [0.002, 80]. We embed it with sinusoids of *low*, fixed frequencies (1 to ``max_freq`` radians per
+unit of c_noise). A random Fourier embedding with high frequencies (scale 16, as in the original CM
+CIFAR-10 code) makes neighbouring noise levels look unrelated to the network, which is exactly what
+consistency training cannot afford: its loss compares f at two *adjacent* levels. ``tests/test_nets.py``
+checks that the embedding is smooth in σ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+class SinusoidalEmbedding(nn.Module):
+    """[sin(ω_k·c), cos(ω_k·c)] for geometric frequencies ω_k from 1 to ``max_freq`` (k = 1..dim/2)."""
+
+    def __init__(self, dim: int = 32, max_freq: float = 16.0) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ValueError("embedding dimension must be even")
+        freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), dim // 2))
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, c: Tensor) -> Tensor:
+        arg = c.float()[:, None] * self.freqs[None, :]
+        return torch.cat([arg.sin(), arg.cos()], dim=1)
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Size of :class:`MLP`. Defaults suit 2D toys on a CPU."""
+
+    dim: int = 2
+    hidden: int = 256
+    depth: int = 3
+    emb_dim: int = 32
+    max_freq: float = 16.0
+    #: inject the time embedding before every layer (True) or only at the input (False)
+    time_every_layer: bool = True
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class MLP(nn.Module):
+    """A residual MLP conditioned on the noise level: F_θ(x, c_noise) with the output shaped like x.
+
+    h₀ = W_in·x + e(c);  h_{l+1} = h_l + W_l·SiLU(h_l + e_l(c));  out = W_out·SiLU(h_L),
+    with e(c) a small MLP on the sinusoidal embedding and e_l per-layer projections of it.
+    """
+
+    def __init__(self, cfg: MLPConfig = MLPConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        h = cfg.hidden
+        self.embed = SinusoidalEmbedding(cfg.emb_dim, cfg.max_freq)
+        self.t_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, h), nn.SiLU(), nn.Linear(h, h))
+        self.inp = nn.Linear(cfg.dim, h)
+        self.t_proj = nn.ModuleList([nn.Linear(h, h) for _ in range(cfg.depth)]) if cfg.time_every_layer else None
+        self.layers = nn.ModuleList([nn.Linear(h, h) for _ in range(cfg.depth)])
+        self.out = nn.Linear(h, cfg.dim)
+
+    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
+        e = self.t_mlp(self.embed(c_noise))
+        h = self.inp(x) + e
+        if self.t_proj is None:
+            for layer in self.layers:
+                h = h + layer(nn.functional.silu(h))
+        else:
+            es = nn.functional.silu(e)
+            for proj, layer in zip(self.t_proj, self.layers):
+                h = h + layer(nn.functional.silu(h + proj(es)))
+        return self.out(nn.functional.silu(h))
