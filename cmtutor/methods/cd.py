@@ -13,12 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from cmtutor.losses import get_distance
 from cmtutor.methods.base import Method, Nets, consistency_step, expand
-from cmtutor.samplers import ode_step
+from cmtutor.samplers import Solver, ode_step
 from cmtutor.schedules import karras_sigmas
+
+
+def cd_target(teacher: nn.Module, target_net: nn.Module, x_hi: Tensor, sigma_hi: Tensor, sigma_lo: Tensor,
+              solver: Solver = "heun") -> Tensor:
+    """The CD target sg f_θ⁻(x̂_lo, σ_lo), with x̂_lo one teacher PF-ODE step from x_hi (Song et al. 2023, Eq. 7)."""
+    with torch.no_grad():
+        x_lo = ode_step(teacher, x_hi, sigma_hi, sigma_lo, solver)
+        return target_net(x_lo, sigma_lo)
 
 
 class ConsistencyDistillation(Method):
@@ -53,9 +61,8 @@ class ConsistencyDistillation(Method):
         x_hi = x + expand(s_hi, x) * z
         target_net = nets.target if nets.target is not None else nets.model
 
-        def target() -> Tensor:
-            x_lo = ode_step(nets.teacher, x_hi, s_hi, s_lo, self.hp["solver"])
-            return target_net(x_lo, s_lo)
-
-        loss, _ = consistency_step(nets.model, x_hi, s_hi, target, torch.ones_like(s_hi), self.distance)
+        teacher = nets.teacher
+        loss, _ = consistency_step(nets.model, x_hi, s_hi,
+                                   lambda: cd_target(teacher, target_net, x_hi, s_hi, s_lo, self.hp["solver"]),
+                                   torch.ones_like(s_hi), self.distance)
         return loss, {"loss": loss.detach()}

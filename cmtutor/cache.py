@@ -1,0 +1,70 @@
+"""Load-or-train: models that several notebooks need are trained once and cached.
+
+The cache key is a hash of the full training config (and of the teacher's key, for distillation), so a
+changed setting trains a new model instead of silently reusing a stale one. Cached runs are ordinary
+cmtutor checkpoints (plus the loss history) under ``<data root>/cache/`` (git-ignored), written atomically.
+Training is deterministic on a given machine, so a loaded run is the very run that training would give.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cmtutor.checkpoint import atomic_torch_save, load_checkpoint
+from cmtutor.config import TrainConfig
+from cmtutor.data import data_root
+from cmtutor.train import Run, checkpoint_dict, fit, resume_run
+
+#: Bump when a change to the code invalidates cached models.
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    d = data_root() / "cache"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def cache_key(cfg: TrainConfig, teacher_key: str | None = None) -> str:
+    payload = json.dumps({"cfg": {**cfg.to_dict(), "teacher": None, "device": "any"}, "teacher": teacher_key,
+                          "v": CACHE_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_or_train(cfg: TrainConfig, name: str, teacher: Run | None = None, progress: bool = False) -> Run:
+    """The run trained with ``cfg``: loaded from the cache if present, otherwise trained and cached.
+
+    ``teacher`` is the run a method learns from (CD/Direct: the diffusion teacher; TCM: stage 1).
+    The returned run is at its final step with ``run.history`` (the logged losses) filled in.
+    """
+    teacher_key = getattr(teacher, "cache_key", None) if teacher is not None else None
+    key = cache_key(cfg, teacher_key)
+    path = cache_dir() / f"{name}-{key}.pt"
+    if path.exists():
+        ckpt = load_checkpoint(path, role="cached model")
+        run = resume_run(ckpt, device=cfg.device)
+        run.history = list(ckpt.get("history", []))
+    else:
+        teacher_ckpt = checkpoint_dict(teacher) if teacher is not None else None
+        run = fit(cfg, progress=progress, teacher=teacher_ckpt)
+        ckpt = checkpoint_dict(run)
+        ckpt["history"] = run.history
+        atomic_torch_save(ckpt, path)
+    run.cache_key = key  # type: ignore[attr-defined]
+    return run
+
+
+def cached_result(name: str, cfg_like: dict[str, Any], compute: Any) -> Any:
+    """Load-or-compute for a small JSON result (e.g. an evaluation table) keyed by ``cfg_like``."""
+    key = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **cfg_like}, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{name}-{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value))
+    tmp.replace(path)
+    return value

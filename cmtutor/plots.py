@@ -1,0 +1,145 @@
+"""Plot helpers used by the notebooks: point clouds, ODE trajectories beside consistency jumps, curves.
+
+Every function draws on matplotlib axes and returns the figure (or axes), so notebooks stay short and
+figures look the same across the course.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+DATA_COLOR = "#9aa5b1"
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
+def _np(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def square_limits(ax: Axes, points: Any, pad: float = 0.1) -> None:
+    """Equal aspect and limits covering ``points`` with a margin."""
+    p = _np(points).reshape(-1, 2)
+    lo, hi = np.percentile(p, 0.5, axis=0), np.percentile(p, 99.5, axis=0)
+    c, r = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + pad)
+    ax.set_xlim(c[0] - r, c[0] + r)
+    ax.set_ylim(c[1] - r, c[1] + r)
+    ax.set_aspect("equal")
+
+
+def scatter(ax: Axes, x: Any, title: str = "", color: str = COLORS[0], s: float = 2.0, alpha: float = 0.5,
+            label: str | None = None) -> Axes:
+    p = _np(x)
+    ax.scatter(p[:, 0], p[:, 1], s=s, alpha=alpha, color=color, linewidths=0, label=label)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def clouds(panels: Mapping[str, Any], data: Any | None = None, ncols: int | None = None,
+           size: float = 2.6, limits_from: Any | None = None) -> Figure:
+    """One panel per point cloud (title → points), the data drawn faintly behind each."""
+    n = len(panels)
+    ncols = ncols or n
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    ref = limits_from if limits_from is not None else (data if data is not None else next(iter(panels.values())))
+    for ax, (title, pts) in zip(axes.flat, panels.items()):
+        if data is not None:
+            scatter(ax, data, color=DATA_COLOR, alpha=0.3)
+        scatter(ax, pts, title)
+        square_limits(ax, ref)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def trajectories(ax: Axes, traj: Any, color: str = COLORS[0], n: int = 64, alpha: float = 0.6,
+                 lw: float = 0.8, endpoints: bool = True) -> Axes:
+    """Draw ``n`` ODE trajectories, traj [T, N, 2], from their start (hollow) to their end (filled)."""
+    t = _np(traj)[:, :n]
+    for i in range(t.shape[1]):
+        ax.plot(t[:, i, 0], t[:, i, 1], color=color, alpha=alpha, lw=lw)
+    if endpoints:
+        ax.scatter(t[0, :, 0], t[0, :, 1], s=10, facecolors="none", edgecolors=color, lw=0.6)
+        ax.scatter(t[-1, :, 0], t[-1, :, 1], s=10, color=color)
+    return ax
+
+
+def jumps(ax: Axes, starts: Any, ends: Any, color: str = COLORS[1], n: int = 64, alpha: float = 0.7) -> Axes:
+    """Consistency jumps: straight arrows from each start point to where the model maps it."""
+    s, e = _np(starts)[:n], _np(ends)[:n]
+    for a, b in zip(s, e):
+        ax.annotate("", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": color, "alpha": alpha, "lw": 0.8})
+    ax.scatter(s[:, 0], s[:, 1], s=10, facecolors="none", edgecolors=color, lw=0.6)
+    ax.scatter(e[:, 0], e[:, 1], s=10, color=color)
+    return ax
+
+
+def ode_vs_jumps(traj: Any, jump_ends: Any, data: Any | None = None, n: int = 48,
+                 titles: tuple[str, str] = ("teacher PF-ODE (many steps)", "consistency model (one jump)")
+                 ) -> Figure:
+    """Two panels: the teacher's curved ODE paths, and the consistency model's single jumps from the same noise."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    t = _np(traj)
+    for ax, title in zip(axes, titles):
+        if data is not None:
+            scatter(ax, data, color=DATA_COLOR, alpha=0.25)
+        ax.set_title(title, fontsize=10)
+    trajectories(axes[0], t, n=n)
+    jumps(axes[1], t[0], jump_ends, n=n)
+    for ax in axes:
+        square_limits(ax, np.concatenate([t[0, :n], t[-1, :n]]))
+    fig.tight_layout()
+    return fig
+
+
+def curves(ax: Axes, series: Mapping[str, tuple[Any, Any]], ylabel: str = "", xlabel: str = "step",
+           logy: bool = False, spread: Mapping[str, Any] | None = None) -> Axes:
+    """Line plot of named (x, y) series; ``spread`` optionally maps a name to a ±band (same length as y)."""
+    for i, (name, (x, y)) in enumerate(series.items()):
+        color = COLORS[i % len(COLORS)]
+        ax.plot(_np(x), _np(y), label=name, color=color)
+        if spread and name in spread:
+            y, band = _np(y), _np(spread[name])
+            ax.fill_between(_np(x), y - band, y + band, color=color, alpha=0.2, lw=0)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def history_series(history: Sequence[Mapping[str, float]], key: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one key of a run's logged history."""
+    rows = [h for h in history if key in h]
+    return np.array([h["step"] for h in rows]), np.array([h[key] for h in rows])
+
+
+def bars(ax: Axes, values: Mapping[str, float], errors: Mapping[str, float] | None = None,
+         ylabel: str = "", reference: float | None = None, reference_label: str = "") -> Axes:
+    """Bar chart of named values (± errors), with an optional horizontal reference line (e.g. the floor)."""
+    names = list(values)
+    ax.bar(range(len(names)), [values[n] for n in names], color=COLORS[: len(names)] * 4,
+           yerr=[errors[n] for n in names] if errors else None, capsize=3)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    if reference is not None:
+        ax.axhline(reference, color="k", ls="--", lw=1, label=reference_label or None)
+        if reference_label:
+            ax.legend(fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    return ax

@@ -1,0 +1,95 @@
+"""Notebook tooling: student notebooks in sync with solutions/, executed, and exercises that check out.
+
+nbval itself (``pytest --nbval notebooks/``) re-runs the student notebooks; these tests add what nbval
+cannot see: the solutions' exercise code passes its checker, the student versions say "not done yet",
+and the generated student notebooks equal the committed ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cmtutor.exercises import check
+from cmtutor.nbtools import (EXERCISE_RE, NOTEBOOKS, SOLUTIONS, out_of_sync, strip_solution_code,
+                             strip_solution_markdown, student_version)
+
+CHECK_RE = re.compile(r"check\(\s*[\"'](\d+\.\d+)[\"']\s*,\s*([A-Za-z_][A-Za-z_0-9]*)")
+SOLUTION_NBS = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+ALL_NBS = SOLUTION_NBS + sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_strip_solution_code() -> None:
+    src = ("# Exercise 9.1: write f\ndef f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    return x + y\n"
+           "    ### END SOLUTION\n")
+    out = strip_solution_code(src)
+    assert 'raise NotImplementedError("Exercise 9.1: write f")' in out
+    assert "return x + y" not in out and "y = 1" in out
+    assert out.splitlines()[3].startswith("    raise")  # same indentation as the BEGIN line
+    with pytest.raises(ValueError):
+        strip_solution_code("def f():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION\n")  # no id
+    with pytest.raises(ValueError):
+        strip_solution_code("# Exercise 9.2: g\n### BEGIN SOLUTION\npass\n")  # unterminated
+    assert strip_solution_markdown("Q?\n### BEGIN SOLUTION\nA.\n### END SOLUTION") == "Q?\n*Your answer here.*"
+
+
+def test_student_notebooks_in_sync_with_solutions() -> None:
+    problems = out_of_sync()
+    assert not problems, "run `python -m cmtutor.nbtools build`:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", ALL_NBS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebook_is_executed_and_normalised(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert code, "a notebook without code"
+    unexecuted = [i for i, c in enumerate(code) if c.execution_count is None]
+    assert not unexecuted, f"code cells {unexecuted} are not executed"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"stored error output: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")  # a title
+
+
+def _exercise_cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, str]]:
+    """(exercise id, exercise cell source, name of the checked function) for each exercise."""
+    out = []
+    cells = nb.cells
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code" or not EXERCISE_RE.search(cell.source.split("\n")[0]):
+            continue
+        ex_id = EXERCISE_RE.search(cell.source.split("\n")[0]).group(1)
+        for nxt in cells[i + 1:]:
+            m = CHECK_RE.search(nxt.source) if nxt.cell_type == "code" else None
+            if m and m.group(1) == ex_id:
+                out.append((ex_id, cell.source, m.group(2)))
+                break
+        else:
+            raise AssertionError(f"Exercise {ex_id} has no check(\"{ex_id}\", ...) cell after it")
+    return out
+
+
+def _run_exercise(source: str, name: str, ex_id: str) -> str:
+    ns: dict[str, object] = {}
+    exec(compile(source, f"<exercise {ex_id}>", "exec"), ns)  # exercise cells are self-contained
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        check(ex_id, ns[name])  # type: ignore[arg-type]
+    return buf.getvalue().strip()
+
+
+@pytest.mark.parametrize("path", SOLUTION_NBS, ids=lambda p: p.name)
+def test_exercises_solutions_are_correct_and_students_are_open(path: Path) -> None:
+    sol = nbformat.read(path, as_version=4)
+    exercises = _exercise_cells(sol)
+    assert len(exercises) >= 2 or path.name.startswith(("00", "08")), "at least two exercises per notebook"
+    student = student_version(sol)
+    student_ex = {e[0]: e for e in _exercise_cells(student)}
+    for ex_id, source, name in exercises:
+        assert _run_exercise(source, name, ex_id) == f"Exercise {ex_id}: correct"
+        assert "not done yet" in _run_exercise(student_ex[ex_id][1], name, ex_id)
