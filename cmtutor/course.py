@@ -33,10 +33,22 @@ def scale(cpu: int, gpu: int) -> int:
     return gpu if has_gpu() else cpu
 
 
+def notebook_ema_decay(steps: int, window: float = 0.1) -> float:
+    """Sampling-EMA decay whose averaging window 1/(1 − decay) is ``window`` of the run (within [0.9, 0.9999]).
+
+    The library default 0.999 averages over about 1000 steps: right for long runs, but for a 1000-step
+    notebook run it averages the *whole* run, early weights included. Measured on moons (notebook 03):
+    iCT after 1000 steps, one-step W2/floor 6.3 with decay 0.999 vs 2.3 with 0.99 (raw weights: 2.3).
+    """
+    return min(max(1.0 - 1.0 / (window * steps), 0.9), 0.9999)
+
+
 def notebook_config(method: str, data: str = TOY, steps: int = 2000, **overrides: Any) -> TrainConfig:
-    """The default config of ``method`` shrunk for a notebook: the small MLP, batch 256, CPU-sized steps."""
+    """The default config of ``method`` shrunk for a notebook: the small MLP, batch 256, CPU-sized steps,
+    and a sampling EMA scaled to the run length (:func:`notebook_ema_decay`)."""
     net = {**NOTEBOOK_NET, **overrides.pop("net", {})}
-    kw: dict[str, Any] = {"batch_size": 256, "log_every": 50, "checkpoint_every": 10**9, "device": "cpu"}
+    kw: dict[str, Any] = {"batch_size": 256, "log_every": 50, "checkpoint_every": 10**9, "device": "cpu",
+                          "ema_decay": notebook_ema_decay(steps)}
     kw.update(overrides)
     return default_config(method, data, steps=steps, net=net, **kw)
 

@@ -143,3 +143,87 @@ def bars(ax: Axes, values: Mapping[str, float], errors: Mapping[str, float] | No
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, axis="y")
     return ax
+
+
+# --- notebooks 01–03: noising, score fields, solver convergence, one-sample targets ---------------------
+
+def grid_points(lim: float, n: int = 21) -> np.ndarray:
+    """An n×n grid of points covering [−lim, lim]², as an array [n², 2] (float32)."""
+    g = np.linspace(-lim, lim, n, dtype=np.float32)
+    xx, yy = np.meshgrid(g, g)
+    return np.stack([xx.ravel(), yy.ravel()], 1)
+
+
+def noised_clouds(x: Any, sigmas: Sequence[float], z: Any, n: int = 2000, size: float = 2.4) -> Figure:
+    """The forward process: one panel per σ showing x + σ·z, each with its own limits (the axes grow with σ)."""
+    p, e = _np(x)[:n], _np(z)[:n]
+    fig, axes = plt.subplots(1, len(sigmas), figsize=(size * len(sigmas), size), squeeze=False)
+    for ax, s in zip(axes[0], sigmas):
+        pts = p + s * e
+        scatter(ax, pts, f"σ = {s:g}", alpha=0.4)
+        square_limits(ax, pts)
+    fig.tight_layout()
+    return fig
+
+
+def vector_field(ax: Axes, points: Any, vectors: Any, data: Any | None = None, title: str = "",
+                 color: str = COLORS[0], unit: bool = True) -> Axes:
+    """Arrows ``vectors`` at ``points`` (a quiver), over faint ``data``.
+
+    ``unit=True`` draws every arrow with the same length (direction only) and shades it by its magnitude
+    on a log scale, so a field whose size varies by orders of magnitude (a score near the data) stays legible.
+    """
+    p, v = _np(points), _np(vectors)
+    if data is not None:
+        scatter(ax, data, color=DATA_COLOR, alpha=0.3)
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    if unit:
+        # arrows of 0.8 grid spacings (for a square grid of points), shaded by log10 of the true length
+        spacing = (p[:, 0].max() - p[:, 0].min()) / max(np.sqrt(len(p)) - 1, 1)
+        shade = np.log10(np.maximum(norm[:, 0], 1e-12))
+        ax.quiver(p[:, 0], p[:, 1], *(v / np.maximum(norm, 1e-12)).T, shade, cmap="viridis", angles="xy",
+                  scale_units="xy", scale=1 / (0.8 * spacing), pivot="mid", width=0.005)
+    else:
+        ax.quiver(p[:, 0], p[:, 1], v[:, 0], v[:, 1], color=color, angles="xy", pivot="mid", width=0.004)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def convergence(ax: Axes, series: Mapping[str, tuple[Any, Any]], xlabel: str = "network evaluations (NFE)",
+                ylabel: str = "error", orders: Sequence[int] = (1, 2)) -> Axes:
+    """Log-log error curves with dashed reference slopes −order (anchored at the first series' first point)."""
+    first = None
+    for i, (name, (x, y)) in enumerate(series.items()):
+        x, y = _np(x), _np(y)
+        ax.loglog(x, y, "o-", label=name, color=COLORS[i % len(COLORS)], ms=4)
+        first = (x, y) if first is None else first
+    if first is not None:
+        x, y = first
+        for order, ls in zip(orders, ("--", ":", "-.")):
+            ax.loglog(x, y[0] * (x / x[0]) ** (-order), ls, color="k", lw=0.8, label=f"slope −{order}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def one_sample_targets(ax: Axes, data: Any, x_sigma: Any, targets: Any, means: Mapping[str, Any],
+                       title: str = "") -> Axes:
+    """A noisy point x_σ (star), clean points drawn from p(x | x_σ) (dots), and estimates of their mean."""
+    scatter(ax, data, color=DATA_COLOR, alpha=0.25)
+    scatter(ax, targets, color=COLORS[0], s=6, alpha=0.5, label="x ~ p(x | x_σ): one-sample targets")
+    xs = _np(x_sigma).reshape(-1)
+    ax.scatter([xs[0]], [xs[1]], marker="*", s=180, color="k", label="x_σ", zorder=5)
+    for i, (name, m) in enumerate(means.items()):
+        mm = _np(m).reshape(-1)
+        ax.scatter([mm[0]], [mm[1]], marker=["X", "o", "s", "^"][i % 4], s=90, color=COLORS[(i + 1) % len(COLORS)],
+                   edgecolors="k", label=name, zorder=6)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    return ax

@@ -1,4 +1,4 @@
-"""Exercises of notebooks 01–03: diffusion, consistency models, consistency training."""
+"""Exercises of notebooks 00–03: the course map (a warm-up), diffusion, consistency models, consistency training."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ import torch
 
 from cmtutor.exercises import Exercise, ToyConsistency, ToyDenoiser, register
 from cmtutor.exercises import sigmas_for_tests as _sigmas
+
+
+def _ex_0_1(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, Any]]]:
+    yield (5, 0.002, 80.0, 7.0), {}
+    yield (18, 0.002, 10.0, 7.0), {}
+    yield (3, 0.01, 1.0, 3.0), {}
 
 
 def _ex_1_1(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, Any]]]:
@@ -60,8 +66,9 @@ def _register() -> None:
     from cmtutor.methods.cd import cd_target
     from cmtutor.precond import cm_scalings, edm_scalings
     from cmtutor.samplers import ode_step
-    from cmtutor.schedules import ict_num_scales, lognormal_pair_probs
+    from cmtutor.schedules import ict_num_scales, karras_sigmas, lognormal_pair_probs
 
+    register(Exercise("0.1", "the Karras noise levels σ_1 < … < σ_N", karras_sigmas, _ex_0_1))
     register(Exercise("1.1", "the EDM scalings c_skip, c_out, c_in", edm_scalings, _ex_1_1))
     register(Exercise("1.2", "one Heun step of the PF-ODE",
                       lambda d, x, s, s_next: ode_step(d, x, s, s_next, "heun"), _ex_1_2))
