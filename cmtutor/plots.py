@@ -218,12 +218,12 @@ def one_sample_targets(ax: Axes, data: Any, x_sigma: Any, targets: Any, means: M
     scatter(ax, data, color=DATA_COLOR, alpha=0.25)
     scatter(ax, targets, color=COLORS[0], s=6, alpha=0.5, label="x ~ p(x | x_σ): one-sample targets")
     xs = _np(x_sigma).reshape(-1)
-    ax.scatter([xs[0]], [xs[1]], marker="*", s=180, color="k", label="x_σ", zorder=5)
+    ax.scatter([xs[0]], [xs[1]], marker="*", s=450, color="k", label="x_σ", zorder=5)
     for i, (name, m) in enumerate(means.items()):
         mm = _np(m).reshape(-1)
-        ax.scatter([mm[0]], [mm[1]], marker=["X", "o", "s", "^"][i % 4], s=90, color=COLORS[(i + 1) % len(COLORS)],
-                   edgecolors="k", label=name, zorder=6)
+        ax.scatter([mm[0]], [mm[1]], marker=["o", "X", "s", "^"][i % 4], s=120 - 40 * (i % 3),
+                   color=COLORS[(i + 1) % len(COLORS)], edgecolors="k", label=name, zorder=6 + i)
     if title:
         ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
     return ax
