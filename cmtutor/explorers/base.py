@@ -142,8 +142,13 @@ class Explorer(widgets.VBox):
         display(self, self.static_figure())
 
     def __repr__(self) -> str:
-        # The text form nbval compares: fixed, unlike the widget view's model id.
         return f"<{self.title}: interactive explorer; its controls work with a running kernel>"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # The text form is what nbval compares: fixed, unlike the widget view's model id (which nbval skips).
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self)
+        return bundle
 
 
 # -- shared helpers -----------------------------------------------------------------------------------
