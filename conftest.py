@@ -14,3 +14,8 @@ ROOT = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Run the browser test (tests/test_browser.py) last: by then the notebooks have cached their models."""
+    items.sort(key=lambda item: Path(str(item.fspath)).name == "test_browser.py")

@@ -48,7 +48,7 @@ def new_figure(nrows: int, ncols: int, panel: float = PANEL_SIZE) -> tuple[Figur
     fig = Figure(figsize=(panel * ncols, height))
     axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False))
     # fixed margins: constrained layout would double the drawing time of every re-draw
-    fig.subplots_adjust(left=0.45 / (panel * ncols), right=1 - 0.15 / (panel * ncols), bottom=0.5 / height,
+    fig.subplots_adjust(left=0.45 / (panel * ncols), right=1 - 0.25 / (panel * ncols), bottom=0.5 / height,
                         top=1 - 0.45 / height, wspace=0.3, hspace=0.45)
     return fig, axes
 
@@ -79,7 +79,9 @@ class Explorer(widgets.VBox):
         self.ncols = ncols
         self._draw = draw
         self.static_settings = [dict(s) for s in static_settings]
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        # natural size (no stretching to the cell's width), shrunk only when the cell is narrower
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto",
+                                                                      align_self="flex-start"))
         self.image.add_class("cmtutor-explorer-figure")
         for cname, control in self.controls.items():
             control.add_class(control_class(cname))
@@ -122,13 +124,12 @@ class Explorer(widgets.VBox):
     def _on_change(self, change: dict[str, Any]) -> None:
         self.refresh()
 
-    def static_figure(self, dpi: int = 72) -> Figure:
+    def static_figure(self) -> Figure:
         """The panels for each of ``static_settings``, one row per setting (for readers without a kernel).
 
         Settings not named in ``static_settings`` take the controls' initial values, so the static figure
         does not depend on where the controls were moved."""
         fig, axes = new_figure(len(self.static_settings), self.ncols)
-        fig.set_dpi(dpi)
         for row, setting in zip(axes, self.static_settings):
             caption = self._draw(list(row), **{**self.initial, **setting})
             row[0].annotate(caption, xy=(0, 1.12), xycoords="axes fraction", fontsize=10, weight="bold",
@@ -136,10 +137,13 @@ class Explorer(widgets.VBox):
         return fig
 
     def show(self) -> None:
-        """Display the live explorer and, under it, its static figure (what a notebook cell does)."""
-        from IPython.display import display
+        """Display the live explorer and, under it, its static figure (what a notebook cell does).
 
-        display(self, self.static_figure())
+        The static figure is shown as a PNG image (``IPython.display.Image``), whatever the matplotlib
+        backend, so its text form (what nbval compares) is fixed too."""
+        from IPython.display import Image, display
+
+        display(self, Image(data=png_bytes(self.static_figure(), dpi=72), format="png"))
 
     def __repr__(self) -> str:
         return f"<{self.title}: interactive explorer; its controls work with a running kernel>"

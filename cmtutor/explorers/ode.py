@@ -114,7 +114,7 @@ def ode_paths(teacher: Any, data: Any | None = None, n: int = 256, steps: Sequen
         for c, s in zip((COLORS[2], COLORS[3]), SOLVERS):
             ax.loglog(steps, [errors[s, kk] for kk in steps], marker="o", ms=3, color=c, label=s)
         ax.scatter([k], [errors[solver, k]], s=80, facecolors="none", edgecolors="k", zorder=3)
-        ax.set_xlabel("steps (function evaluations: Euler k, Heun 2k−1)", fontsize=8)
+        ax.set_xlabel("steps k (evaluations: Euler k, Heun 2k−1)", fontsize=8)
         ax.set_ylabel("ODE error vs reference", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
