@@ -182,20 +182,17 @@ def reference_data(sources: Sequence[Any], data: Any | None, standardizer: Any, 
     return x[idx]
 
 
-def limits(ax: Axes, points: np.ndarray, pad: float = 0.12) -> None:
-    """Equal-aspect limits covering ``points`` (robust percentiles) with a margin."""
-    p = np.asarray(points).reshape(-1, 2)
-    lo, hi = np.percentile(p, 0.5, axis=0), np.percentile(p, 99.5, axis=0)
-    c, r = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-3) * (1 + pad)
-    ax.set_xlim(c[0] - r, c[0] + r)
-    ax.set_ylim(c[1] - r, c[1] + r)
-    ax.set_aspect("equal")
-
-
-def cloud(ax: Axes, x: np.ndarray, color: str, s: float = 2.0, alpha: float = 0.5, label: str | None = None) -> None:
-    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color=color, linewidths=0, label=label)
-    ax.set_xticks([])
-    ax.set_yticks([])
+def style(ax: Axes, title: str, xlabel: str = "", ylabel: str = "", legend: bool = True, grid: bool = True) -> None:
+    """The explorers' look for a chart panel: small labels, a light grid, a legend."""
+    ax.set_title(title, fontsize=9)
+    if xlabel:
+        ax.set_xlabel(xlabel, fontsize=8)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=8)
+    if grid:
+        ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7)
 
 
 def fmt(v: float) -> str:

@@ -18,23 +18,23 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
 from cmtutor.explorers import common
-from cmtutor.explorers.base import (Explorer, as_sampler, cloud, dropdown, fmt, limits, reference_data,
+from cmtutor.explorers.base import (Explorer, as_sampler, dropdown, fmt, reference_data, style,
                                     selection)
-from cmtutor.plots import COLORS, DATA_COLOR
+from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
 
 
 def _draw_samples(ax: Axes, x_data: np.ndarray, steps_out: list[np.ndarray], k: int, title: str,
                   color: str = COLORS[0], n_arrows: int = 24) -> None:
     """Samples after k steps over the data; arrows show what the k-th step changed."""
-    cloud(ax, x_data, DATA_COLOR, alpha=0.3)
+    scatter(ax, x_data, color=DATA_COLOR, alpha=0.3)
     x = steps_out[k - 1]
-    cloud(ax, x, color, s=4, alpha=0.7)
+    scatter(ax, x, color=color, s=4, alpha=0.7)
     if k > 1:
         prev = steps_out[k - 2]
         for a, b in zip(prev[:n_arrows], x[:n_arrows]):
             ax.annotate("", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": COLORS[1], "lw": 0.7,
                                                         "alpha": 0.7})
-    limits(ax, x_data)
+    square_limits(ax, x_data)
     ax.set_title(title, fontsize=9)
 
 
@@ -78,12 +78,8 @@ def consistency_sampling(models: Mapping[str, Any], data: Any | None = None, max
             ax.scatter([k], [scores[side][k - 1]], s=70, facecolors="none", edgecolors="k", zorder=3)
         ax.axhline(w2_floor, color="k", ls="--", lw=1, label="data vs data (floor)")
         ax.set_xticks(ks)
-        ax.set_xlabel("sampling steps K", fontsize=8)
-        ax.set_ylabel(f"W2 to held-out data (n={n})", fontsize=8)
         ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.set_title("quality vs steps", fontsize=9)
+        style(ax, "quality vs steps", "sampling steps K", f"W2 to held-out data (n={n})")
         return f"{v['left']} vs {v['right']}, {k}-step sampling"
 
     statics = [{"steps": 1}, {"steps": min(2, max_steps)}]
@@ -151,13 +147,11 @@ def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = No
                 mine = other == key
                 ax.loglog(levels, errs, color=COLORS[1] if mine else DATA_COLOR, lw=2 if mine else 0.8,
                           marker="o" if mine else None, ms=3, zorder=3 if mine else 1)
-            if mark_sigma is not None and mark_sigma in axes:
+            marked = mark_sigma is not None and mark_sigma in axes
+            if marked:
                 ax.axvline(float(key[axes.index(mark_sigma)]), color="k", ls="--", lw=1, label=mark_sigma)
-                ax.legend(fontsize=7)
-            ax.set_xlabel("σ of the noisy input", fontsize=8)
-            ax.set_ylabel("one-step ODE error", fontsize=8)
-            ax.grid(alpha=0.3)
-            ax.set_title("error vs the teacher's ODE along σ", fontsize=9)
+            style(ax, "error vs the teacher's ODE along σ", "σ of the noisy input", "one-step ODE error",
+                  legend=marked)
         return setting
 
     corners = [tuple(vals[0] for vals in values), tuple(vals[-1] for vals in values)]
@@ -184,9 +178,7 @@ def _draw_scores(ax: Axes, axes: list[str], values: list[list[Any]], scores: dic
                                ec=COLORS[1], lw=2.5))
         ax.set_xticks(range(len(values[1])), [_label(x) for x in values[1]], fontsize=7)
         ax.set_yticks(range(len(values[0])), [_label(x) for x in values[0]], fontsize=7)
-        ax.set_xlabel(axes[1], fontsize=8)
-        ax.set_ylabel(axes[0], fontsize=8)
-        ax.set_title(f"W2, {k}-step (floor {fmt(w2_floor)})", fontsize=9)
+        style(ax, f"W2, {k}-step (floor {fmt(w2_floor)})", axes[1], axes[0], legend=False, grid=False)
         return
     names = [", ".join(_label(x) for x in kk) for kk in scores]
     vals = [sc[k] for sc in scores.values()]
@@ -194,7 +186,4 @@ def _draw_scores(ax: Axes, axes: list[str], values: list[list[Any]], scores: dic
     ax.bar(range(len(vals)), vals, color=colors)
     ax.set_xticks(range(len(vals)), names, rotation=30, ha="right", fontsize=7)
     ax.axhline(w2_floor, color="k", ls="--", lw=1, label="floor")
-    ax.set_xlabel(", ".join(axes), fontsize=8)
-    ax.set_ylabel("W2 to held-out data", fontsize=8)
-    ax.legend(fontsize=7)
-    ax.set_title(f"W2, {k}-step", fontsize=9)
+    style(ax, f"W2, {k}-step", ", ".join(axes), "W2 to held-out data", grid=False)

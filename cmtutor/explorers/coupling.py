@@ -21,9 +21,9 @@ from matplotlib.axes import Axes
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from cmtutor.explorers.base import Explorer, as_sampler, cloud, dropdown, fmt, limits, reference_data, selection
+from cmtutor.explorers.base import Explorer, as_sampler, dropdown, fmt, reference_data, selection, style
 from cmtutor.metrics import transport_cost
-from cmtutor.plots import COLORS, DATA_COLOR
+from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
 from cmtutor.sampling import unit_noise
 
 #: A coupling: (data batch x, unit noise z, σ_i, μ) → (clean endpoint x̃, noise), all [B, D].
@@ -101,14 +101,14 @@ def couplings(model: Any, data: Any | None = None, couplings: Mapping[str, Coupl
         for i in range(min(n_lines, len(x0))):
             ax.plot([zz[i, 0], x0[i, 0]], [zz[i, 1], x0[i, 1]], lw=0.6, alpha=0.6,
                     color=COLORS[1] if moved[i] else COLORS[0])
-        cloud(ax, zz[:n_lines], "k", s=5, alpha=0.6)
-        limits(ax, np.concatenate([x_np, z_np]))
+        scatter(ax, zz[:n_lines], color="k", s=5, alpha=0.6)
+        square_limits(ax, np.concatenate([x_np, z_np]))
         ax.set_title(f"{name} pairs z → x̃: cost E‖x̃ − z‖² = {fmt(cost)}", fontsize=9)
         ax = axes[1]
-        cloud(ax, x_np, DATA_COLOR, s=5, alpha=0.6, label="data x")
+        scatter(ax, x_np, color=DATA_COLOR, s=5, alpha=0.6, label="data x")
         if moved.any():
-            cloud(ax, x0[moved], COLORS[1], s=6, alpha=0.8, label="generator endpoint x̂")
-        limits(ax, x_np)
+            scatter(ax, x0[moved], color=COLORS[1], s=6, alpha=0.8, label="generator endpoint x̂")
+        square_limits(ax, x_np)
         ax.legend(fontsize=7, loc="lower left")
         ax.set_title(f"endpoints: {int(moved.sum())} of {len(x0)} replaced", fontsize=9)
         ax = axes[2]
@@ -117,11 +117,7 @@ def couplings(model: Any, data: Any | None = None, couplings: Mapping[str, Coupl
             ax.semilogx(levels, costs, marker="o", ms=3, lw=2 if other == name else 1, label=other,
                         color=COLORS[i % len(COLORS)])
         ax.scatter([sigma], [cost], s=80, facecolors="none", edgecolors="k", zorder=3)
-        ax.set_xlabel("σ_i (GC's noise level)", fontsize=8)
-        ax.set_ylabel("transport cost E‖x̃ − z‖²", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.set_title(f"cost vs σ_i at μ = {mu:.1f}", fontsize=9)
+        style(ax, f"cost vs σ_i at μ = {mu:.1f}", "σ_i (GC's noise level)", "transport cost E‖x̃ − z‖²")
         return f"{name}, μ = {mu:.1f}, σ_i = {fmt(sigma)}"
 
     statics = [{"coupling": c, "μ": 0.5, "σ_i": levels[4]} for c in names[:3]]

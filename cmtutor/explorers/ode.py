@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.axes import Axes
 
-from cmtutor.explorers.base import (Explorer, as_sampler, cloud, dropdown, fmt, limits, reference_data,
+from cmtutor.explorers.base import (Explorer, as_sampler, dropdown, fmt, reference_data, style,
                                     selection)
 from cmtutor.metrics import ode_error
-from cmtutor.plots import COLORS, DATA_COLOR
+from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
 from cmtutor.samplers import sampling_sigmas, solve_ode
 from cmtutor.sampling import unit_noise
 
@@ -78,14 +77,14 @@ def ode_paths(teacher: Any, data: Any | None = None, n: int = 256, steps: Sequen
         # (a) the forward-process marginal at σ and the chosen point's ODE path below σ
         ax = axes[0]
         noisy = x_data + sigma * eps
-        cloud(ax, x_data, DATA_COLOR, alpha=0.3)
-        cloud(ax, noisy, COLORS[0], alpha=0.35)
+        scatter(ax, x_data, color=DATA_COLOR, alpha=0.3)
+        scatter(ax, noisy, color=COLORS[0], alpha=0.35)
         j = int(np.argmin(np.abs(np.log(ref_sig_np) - np.log(sigma))))
         seg = ref_np[j:, i]
         ax.plot(seg[:, 0], seg[:, 1], color=COLORS[1], lw=1.2)
         ax.scatter(*seg[0], marker="*", s=90, color=COLORS[1], zorder=3, label="x(σ) on the ODE path")
         ax.scatter(*seg[-1], s=20, color=COLORS[1], zorder=3)
-        limits(ax, np.concatenate([noisy, x_data]))
+        square_limits(ax, np.concatenate([noisy, x_data]))
         ax.set_title(f"p_σ = data + σ·noise, σ = {fmt(sigma)}", fontsize=9)
         ax.legend(fontsize=7, loc="lower left")
         # (b) the solver's paths from σ_max
@@ -94,31 +93,27 @@ def ode_paths(teacher: Any, data: Any | None = None, n: int = 256, steps: Sequen
             ax.plot(traj[:, p, 0], traj[:, p, 1], color=COLORS[0], alpha=0.25, lw=0.7)
         ax.plot(ref_np[:, i, 0], ref_np[:, i, 1], color="k", ls="--", lw=1, label="reference (Heun, 256)")
         ax.plot(traj[:, i, 0], traj[:, i, 1], color=COLORS[1], lw=1.5, marker="o", ms=3, label=f"{solver}, {k}")
-        limits(ax, path_lim)
+        square_limits(ax, path_lim)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"PF-ODE paths from σ_max = {fmt(noise.sigma_max)}", fontsize=9)
         ax.legend(fontsize=7, loc="lower left")
         # (c) where the solver lands vs the reference
         ax = axes[2]
-        cloud(ax, x_data, DATA_COLOR, alpha=0.3)
+        scatter(ax, x_data, color=DATA_COLOR, alpha=0.3)
         end, ref_end = traj[-1], ref_np[-1]
-        cloud(ax, end, COLORS[0], s=5, alpha=0.7)
+        scatter(ax, end, color=COLORS[0], s=5, alpha=0.7)
         ax.plot([end[i, 0], ref_end[i, 0]], [end[i, 1], ref_end[i, 1]], color=COLORS[1], lw=1)
         ax.scatter(*end[i], s=25, color=COLORS[1], zorder=3)
         ax.scatter(*ref_end[i], s=25, facecolors="none", edgecolors="k", zorder=3)
-        limits(ax, x_data)
+        square_limits(ax, x_data)
         ax.set_title(f"samples, {solver} {k} steps: ODE error {fmt(errors[solver, k])}", fontsize=9)
         # (d) error against the reference vs steps, both solvers
         ax = axes[3]
         for c, s in zip((COLORS[2], COLORS[3]), SOLVERS):
             ax.loglog(steps, [errors[s, kk] for kk in steps], marker="o", ms=3, color=c, label=s)
         ax.scatter([k], [errors[solver, k]], s=80, facecolors="none", edgecolors="k", zorder=3)
-        ax.set_xlabel("steps k (evaluations: Euler k, Heun 2k−1)", fontsize=8)
-        ax.set_ylabel("ODE error vs reference", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.set_title("error vs number of steps", fontsize=9)
+        style(ax, "error vs number of steps", "steps k (evaluations: Euler k, Heun 2k−1)", "ODE error vs reference")
         return f"{solver}, {k} steps, point {i}, σ = {fmt(sigma)}"
 
     statics = [{"σ": sigma_levels[12], "solver": "euler", "steps": _near(steps, 2)},

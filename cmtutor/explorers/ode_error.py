@@ -16,9 +16,9 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from cmtutor.explorers import common
-from cmtutor.explorers.base import Explorer, as_sampler, cloud, dropdown, fmt, limits, reference_data, selection
+from cmtutor.explorers.base import Explorer, as_sampler, dropdown, fmt, reference_data, selection, style
 from cmtutor.metrics import ode_error as ode_error_metric
-from cmtutor.plots import COLORS, DATA_COLOR
+from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
 
 
 def ode_error(models: Mapping[str, Any], teacher: Any, data: Any | None = None, max_steps: int = 2,
@@ -51,38 +51,31 @@ def ode_error(models: Mapping[str, Any], teacher: Any, data: Any | None = None, 
         name, k = v["model"], int(v["steps"])
         x1 = outs[name][0]
         ax = axes[0]
-        cloud(ax, x_data, DATA_COLOR, alpha=0.3)
+        scatter(ax, x_data, color=DATA_COLOR, alpha=0.3)
         ax.plot(np.stack([x1[:n_lines, 0], ref[:n_lines, 0]]), np.stack([x1[:n_lines, 1], ref[:n_lines, 1]]),
                 color="k", lw=0.6, alpha=0.6)
         ax.scatter(ref[:n_lines, 0], ref[:n_lines, 1], s=8, facecolors="none", edgecolors="k", lw=0.6)
-        cloud(ax, x1[:n_lines], color[name], s=10, alpha=0.9)
-        limits(ax, x_data)
+        scatter(ax, x1[:n_lines], color=color[name], s=10, alpha=0.9)
+        square_limits(ax, x_data)
         ax.set_title(f"{name} one-step (dots) vs ODE (circles): {fmt(errs[name])}", fontsize=9)
         ax = axes[1]
-        cloud(ax, x_data, DATA_COLOR, alpha=0.3)
-        cloud(ax, outs[name][k - 1], color[name], s=4, alpha=0.7)
-        limits(ax, x_data)
+        scatter(ax, x_data, color=DATA_COLOR, alpha=0.3)
+        scatter(ax, outs[name][k - 1], color=color[name], s=4, alpha=0.7)
+        square_limits(ax, x_data)
         ax.set_title(f"{name} {k}-step samples: W2 {fmt(scores[name][k - 1])}", fontsize=9)
         ax = axes[2]
         for m in names:
             ax.scatter([errs[m]], [scores[m][k - 1]], s=90 if m == name else 40, color=color[m], label=m,
                        edgecolors="k" if m == name else "none", lw=1.5, zorder=3)
         ax.axhline(w2_floor, color="k", ls="--", lw=1, label="floor")
-        ax.set_xlabel("one-step ODE error (lower: closer to the teacher)", fontsize=8)
-        ax.set_ylabel(f"W2 of {k}-step samples (lower: better)", fontsize=8)
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.set_title("ODE error vs sample quality", fontsize=9)
+        style(ax, "ODE error vs sample quality", "one-step ODE error (lower: closer to the teacher)",
+              f"W2 of {k}-step samples (lower: better)")
         ax = axes[3]
         for m in names:
             ax.loglog(levels, per_sigma[m], color=color[m], lw=2 if m == name else 0.8, marker="o", ms=3, label=m)
-        ax.set_xlabel("σ of the noisy input", fontsize=8)
-        ax.set_ylabel("one-step ODE error", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.set_title("error vs the teacher's ODE along σ", fontsize=9)
+        style(ax, "error vs the teacher's ODE along σ", "σ of the noisy input", "one-step ODE error")
         return f"{name}, {k}-step"
 
     statics = [{"model": m, "steps": 1} for m in names[:3]]
