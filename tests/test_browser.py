@@ -62,8 +62,9 @@ def _unavailable(reason: str) -> None:
 
 
 def chromium_path() -> str | None:
+    """Debian's chromium (or the binary named by ``CMTUTOR_CHROMIUM``), if it is there."""
     env = os.environ.get("CMTUTOR_CHROMIUM")
-    for cand in (env, shutil.which("chromium"), "/usr/bin/chromium"):
+    for cand in ([env] if env else [shutil.which("chromium"), "/usr/bin/chromium"]):
         if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
             return cand
     return None
