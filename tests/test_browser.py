@@ -294,7 +294,9 @@ def test_explorers_in_jupyterlab(notebook: str, lab: Lab, browser: Any) -> None:
             before, after = (ARTIFACTS / f"{stem}-{name}{nth or ''}-{s}.png" for s in ("before", "after"))
             explorer.screenshot(path=str(before))
             cls = "cmtutor-control-" + "".join(ch if ch.isalnum() else "-" for ch in control_name)
-            done = _move(explorer.locator(f".{cls}"))
+            control = explorer.locator(f".{cls}")
+            assert control.count() == 1, f"{name}: {control.count()} elements with class {cls} (expected 1)"
+            done = _move(control)
             page.wait_for_function("([el, old]) => el.src !== old && el.complete && el.naturalWidth > 0",
                                    arg=[img.element_handle(), src], timeout=REDRAW * 1000, polling=200)
             page.wait_for_timeout(300)  # let the new image paint
