@@ -1,0 +1,1 @@
+"""Benchmarks and reproducible studies (each runnable as `python -m cmtutor.benchmarks.<name>`)."""
