@@ -4,9 +4,10 @@ For data points x⁽¹⁾…x⁽ᴺ⁾ (an empirical distribution) and a noisy p
 
     p(x = x⁽ʲ⁾ | x_σ) = w_j(x_σ, σ) = softmax_j( −‖x_σ − x⁽ʲ⁾‖² / (2σ²) ),
 
-and the ideal denoiser is the posterior mean D*(x_σ, σ) = Σ_j w_j·x⁽ʲ⁾ (the minimiser of the
-denoising loss; Karras et al. 2022, Eq. 3 relates it to the score). A trained denoiser D_θ approximates D* of the true data
-distribution; with many data points and not too small σ, D* of the empirical set is a good proxy for it.
+and the ideal denoiser is the posterior mean D*(x_σ, σ) = Σ_j w_j·x⁽ʲ⁾, the minimiser of the denoising
+loss (Karras et al. 2022, Eq. 3 relates it to the score). A trained denoiser D_θ approximates D* of the
+true data distribution; with many data points and not too small σ, D* of the empirical set is a good
+proxy for it.
 
 Consistency training replaces the PF-ODE velocity (x_σ − D(x_σ, σ))/σ by the one-sample estimate
 (x_σ − x)/σ = z with x drawn from this posterior (Song et al. 2023, Eq. 9; Issenhuth et al.):
