@@ -14,7 +14,8 @@ Authoring rules (``solutions/`` is the source of truth):
 * The next cell calls ``cmtutor.exercises.check("N.M", function)``, which prints ``Exercise N.M: correct``,
   ``Exercise N.M: not done yet`` or what differs.
 * A markdown answer can be hidden the same way; it becomes ``*Your answer here.*``.
-* Cells whose output depends on the machine carry the tag ``nbval-ignore-output`` and a comment saying why.
+* A cell whose output depends on the machine starts with the comment ``# nbval-ignore-output: <why>``;
+  ``build`` gives every such cell the ``nbval-ignore-output`` metadata tag, which is what nbval reads.
 """
 
 from __future__ import annotations
@@ -76,13 +77,27 @@ def strip_solution_markdown(source: str) -> str:
     return pattern.sub("*Your answer here.*", source)
 
 
+IGNORE_TAG = "nbval-ignore-output"
+
+
+def wants_ignore(source: str) -> bool:
+    """True if a code cell's first line is the ``# nbval-ignore-output: <why>`` comment."""
+    first = source.lstrip().split("\n", 1)[0].strip().lower()
+    return first.startswith("#") and first.lstrip("#").strip().startswith(IGNORE_TAG)
+
+
 def normalise(nb: Any) -> Any:
-    """Kernelspec ``python3``, no per-cell timing metadata, sources as plain strings."""
+    """Kernelspec ``python3``, no per-cell timing metadata, sources as plain strings, and the
+    ``nbval-ignore-output`` tag on exactly the cells that say why they need it."""
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("ExecuteTime", None)
         cell["source"] = _source(cell)
+        if cell.cell_type == "code" and wants_ignore(cell["source"]):
+            tags = cell.metadata.setdefault("tags", [])
+            if IGNORE_TAG not in tags:
+                tags.append(IGNORE_TAG)
     return nb
 
 
@@ -100,6 +115,17 @@ def student_version(nb: Any) -> Any:
         else:
             cell["source"] = strip_solution_markdown(src)
     return normalise(out)
+
+
+def _keep_outputs(new: Any, old: Any) -> None:
+    """Copy outputs from ``old`` into the cells of ``new`` whose type and source did not change."""
+    for i, cell in enumerate(new.cells):
+        if cell.cell_type != "code" or i >= len(old.cells):
+            continue
+        prev = old.cells[i]
+        if prev.cell_type == "code" and _source(prev) == _source(cell):
+            cell["outputs"] = prev.get("outputs", [])
+            cell["execution_count"] = prev.get("execution_count")
 
 
 def _select(names: list[str]) -> list[Path]:
@@ -137,7 +163,10 @@ def build(names: list[str], run: bool = True) -> None:
         nb = normalise(nbformat.read(sol, as_version=4))
         nbformat.write(nb, sol)
         student = NOTEBOOKS / sol.name
-        nbformat.write(student_version(nb), student)
+        new = student_version(nb)
+        if not run and student.exists():
+            _keep_outputs(new, nbformat.read(student, as_version=4))
+        nbformat.write(new, student)
         if run:
             print(f"executing {student.relative_to(ROOT)} ...", flush=True)
             print(f"  {execute(student):.1f} s", flush=True)

@@ -17,7 +17,7 @@ import pytest
 
 from cmtutor.exercises import check
 from cmtutor.nbtools import (EXERCISE_RE, NOTEBOOKS, SOLUTIONS, out_of_sync, strip_solution_code,
-                             strip_solution_markdown, student_version)
+                             strip_solution_markdown, student_version, wants_ignore)
 
 CHECK_RE = re.compile(r"check\(\s*[\"'](\d+\.\d+)[\"']\s*,\s*([A-Za-z_][A-Za-z_0-9]*)")
 SOLUTION_NBS = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
@@ -54,6 +54,11 @@ def test_notebook_is_executed_and_normalised(path: Path) -> None:
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors, f"stored error output: {errors[0].get('ename')}: {errors[0].get('evalue')}"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")  # a title
+    for i, c in enumerate(code):
+        tagged = "nbval-ignore-output" in c.metadata.get("tags", [])
+        assert tagged == wants_ignore(c.source), (
+            f"code cell {i}: the nbval-ignore-output tag and a first-line '# nbval-ignore-output: <why>' comment "
+            "go together (run `python -m cmtutor.nbtools build --no-execute`)")
 
 
 def _exercise_cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, str]]:
