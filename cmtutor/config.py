@@ -43,6 +43,15 @@ class TrainConfig:
     net: dict[str, Any] = field(default_factory=dict)
     hp: dict[str, Any] = field(default_factory=dict)
     two_step_sigma: float = 1.0
+    # --- images and the GPU path (cmtutor.accel); the defaults leave vector runs unchanged ---
+    #: "fp32", "bf16" (autocast), or "auto" (bf16 on CUDA, fp32 on a CPU)
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    #: random horizontal flips of training images
+    xflip: bool = False
+    #: write a grid of EMA samples every N steps (0: never)
+    sample_every: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,15 +79,30 @@ VECTOR_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def default_config(method: str, data: str, **overrides: Any) -> TrainConfig:
-    """The default configuration of ``method`` on vector data ``data``, with keyword overrides.
+    """The default configuration of ``method`` on data ``data``, with keyword overrides.
 
+    Image data (see ``cmtutor.imagedata``) get the image defaults of ``cmtutor.image_defaults``.
     ``hp`` and ``net`` overrides are merged into the defaults rather than replacing them.
     """
+    from cmtutor.data import is_vector_source
     from cmtutor.methods import get_method
 
     cls = get_method(method)
-    base: dict[str, Any] = {"method": method, "data": data, **VECTOR_METHOD_DEFAULTS.get(method, {})}
+    if not is_vector_source(data) and _is_image_source(data):
+        from cmtutor.image_defaults import image_config_defaults
+
+        base: dict[str, Any] = {"method": method, "data": data, **image_config_defaults(method, data)}
+        hp = {**cls.default_hparams("image"), **base.pop("hp", {}), **overrides.pop("hp", {})}
+        net = {**base.pop("net"), **overrides.pop("net", {})}
+        return TrainConfig(**{**base, **overrides, "hp": hp, "net": net})
+    base = {"method": method, "data": data, **VECTOR_METHOD_DEFAULTS.get(method, {})}
     hp = {**cls.default_hparams("vector"), **base.pop("hp", {}), **overrides.pop("hp", {})}
     net = {"kind": "mlp", "hidden": 256, "depth": 3, "emb_dim": 32, "max_freq": 16.0,
            **base.pop("net", {}), **overrides.pop("net", {})}
     return TrainConfig(**{**base, **overrides, "hp": hp, "net": net})
+
+
+def _is_image_source(data: str) -> bool:
+    from cmtutor.imagedata import is_image_source
+
+    return is_image_source(data)
