@@ -65,7 +65,11 @@ def wrap_for_training(model: nn.Module, device: torch.device, compile_model: boo
     env = distributed.env()
     if env.distributed:
         ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        import inspect
+
+        sync_off = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
+                    inspect.signature(nn.parallel.DistributedDataParallel).parameters else {"broadcast_buffers": False})
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids, **sync_off)
     if compile_model:
         model = torch.compile(model)  # type: ignore[assignment]
     return model

@@ -124,13 +124,13 @@ _RESUME_FIELDS = {"method": "method", "data": "data", "steps": "steps", "batch_s
 def cmd_train(args: argparse.Namespace) -> int:
     from cmtutor import distributed
 
-    distributed.init(args.device or "auto")
+    distributed.init(args.device or "auto")  # no-op outside torchrun; the group is left at exit
     try:
         code = _cmd_train(args)
     except BaseException:
-        distributed.shutdown(wait=False)
+        distributed.shutdown(wait=False)  # the other ranks are stopped by torchrun
         raise
-    distributed.shutdown()
+    distributed.barrier()  # every rank has finished (and rank 0 has written) before returning
     return code
 
 

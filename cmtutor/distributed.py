@@ -12,6 +12,7 @@ processes continues exactly.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ def init(device: str = "auto") -> DistEnv:
         torch.cuda.set_device(local % torch.cuda.device_count())
     backend = "nccl" if use_cuda and torch.cuda.device_count() >= local_world else "gloo"
     dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
+    atexit.register(shutdown, wait=False)
     _ENV = DistEnv(rank, world, local, backend)
     return _ENV
 
@@ -89,7 +91,7 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     """Average floats over ranks (for logging the loss of the whole global batch)."""
     if not _ENV.distributed:
         return values
-    keys = sorted(values)
+    keys = sorted(k for k in values if k not in ("step", "lr", "num_scales"))
     dev = torch.device("cuda") if _ENV.backend == "nccl" else torch.device("cpu")
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=dev)
     dist.all_reduce(t)
@@ -98,7 +100,7 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
 
 
 def shutdown(wait: bool = True) -> None:
-    """Leave the process group; with ``wait``, after every rank got here (not on an error path)."""
+    """Leave the process group (also done at exit); with ``wait``, after every rank got here."""
     global _ENV
     if dist.is_initialized():
         try:
