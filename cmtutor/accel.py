@@ -112,6 +112,15 @@ class Throughput:
         return out
 
 
+def mfu(flops_per_image: float, images_per_s: float, peak_tflops: float) -> float:
+    """Model FLOPs utilisation: achieved model FLOP/s ÷ the hardware's peak FLOP/s (peak in TFLOP/s).
+
+    ``flops_per_image`` counts the model's own work for one training image (every forward and backward
+    pass the method makes), not recomputation or elementwise overheads (Chowdhery et al. 2022, App. B).
+    """
+    return flops_per_image * images_per_s / (peak_tflops * 1e12)
+
+
 def hardware() -> str:
     """A short description of the device(s) this process runs on (for protocols and reports)."""
     import platform

@@ -155,9 +155,13 @@ def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½) (clean-fid's numerically stable implementation)."""
+    import warnings
+
     from cleanfid.fid import frechet_distance as fd
 
-    return float(fd(mu1, sigma1, mu2, sigma2))
+    with warnings.catch_warnings():  # clean-fid passes scipy's deprecated ``disp`` argument
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return float(fd(np.asarray(mu1), np.asarray(sigma1), np.asarray(mu2), np.asarray(sigma2)))
 
 
 def _digest(images: np.ndarray) -> str:
@@ -220,3 +224,26 @@ def format_protocol(proto: dict[str, Any]) -> str:
     """One line: ``metric; key=value; …`` for printing beside a number."""
     rest = "; ".join(f"{k}={v}" for k, v in proto.items() if k != "metric")
     return f"{proto.get('metric', '')}; {rest}"
+
+
+def random_features(seed: int = 0, dim: int = 64) -> FeatureExtractor:
+    """A fixed random convolutional network as a stand-in feature extractor, for demonstrations only.
+
+    Its Fréchet distances are labelled ``FD (random-conv stand-in …; not an FID)``: they show the
+    mechanics (features → Gaussians → Fréchet distance → protocol) where Inception weights are missing,
+    and mean nothing about sample quality in the papers' sense.
+    """
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    w1 = torch.randn(16, 3, 3, 3, generator=g) / 3.0
+    w2 = torch.randn(32, 16, 3, 3, generator=g) / 12.0
+    w3 = torch.randn(dim, 32 * 16, generator=g) / 22.6
+
+    def fn(x: Tensor) -> Tensor:
+        h = F.interpolate(x / 127.5 - 1.0, size=(32, 32), mode="bilinear", align_corners=False)
+        h = torch.tanh(F.conv2d(h, w1, stride=2, padding=1))
+        h = torch.tanh(F.conv2d(h, w2, stride=2, padding=1))
+        return F.adaptive_avg_pool2d(h, 4).flatten(1) @ w3.T
+
+    return FeatureExtractor(f"random-conv stand-in (seed {seed})", fn, "legacy_tensorflow")

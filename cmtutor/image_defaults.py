@@ -41,6 +41,8 @@ IMAGE_COMMON: dict[str, Any] = {
     "precision": "auto",
     "channels_last": True,
     "xflip": True,
+    # the intermediate level of 2-step sampling: ECT/TCM's t_mid = 0.821 (methods.md, section 0)
+    "two_step_sigma": 0.821,
 }
 
 #: Per-method settings on images (merged over IMAGE_COMMON). Methods not listed use IMAGE_COMMON.

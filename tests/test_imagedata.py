@@ -171,3 +171,15 @@ def test_a_tarball_is_verified_before_extraction(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=f"expected {cifar10.TARBALL_MD5}"):
         cifar10.load_cifar10(root)  # our tarball is not the official archive
     assert not (root / cifar10.FOLDER).exists()  # nothing extracted from an unverified archive
+
+
+def test_notebook_08_falls_back_to_a_labelled_standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmtutor.imagecourse import STANDIN_NOTE, cifar10_source
+
+    monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path))
+    monkeypatch.setenv("CMTUTOR_OFFLINE", "1")
+    spec, msg = cifar10_source()
+    assert "USING A STAND-IN" in msg and cifar10.TARBALL in msg and str(tmp_path) not in msg  # no machine paths
+    data = load_images(spec)
+    assert data.note == STANDIN_NOTE and data.train.shape == (500, 32, 32, 3) and data.train.dtype == np.uint8
+    assert "stand-in" in data.name
