@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -55,12 +57,23 @@ def find_cifar10(max_depth: int = 3) -> dict[str, Any]:
         visit(r, 0)
     chosen = None
     for cand in found:
+        path = Path(cand["path"])
         try:
-            c = cifar10.load_cifar10(cand["path"], allow_download=False)
+            if not (path / "data_batch_1").exists() and not (path / cifar10.FOLDER / "data_batch_1").exists():
+                # only the archive: verify it and extract into a temporary folder, never beside it
+                tarball = path / cifar10.TARBALL
+                cand["tarball_md5_ok"] = cifar10.md5sum(tarball) == cifar10.TARBALL_MD5
+                if not cand["tarball_md5_ok"]:
+                    raise ValueError(f"{tarball}: md5 differs from the official {cifar10.TARBALL_MD5}")
+                tmp = Path(tempfile.mkdtemp(prefix="cmtutor-cifar10-"))
+                shutil.copy(tarball, tmp / cifar10.TARBALL)
+                path = tmp
+                cand["extracted_to"] = str(tmp)
+            c = cifar10.load_cifar10(path, allow_download=False)
             cand["verified"] = not c.is_standin
             cand["images"] = int(len(c.train))
             if not c.is_standin and chosen is None:
-                chosen = cand["path"]
+                chosen = str(path)
         except Exception as exc:  # a wrong checksum, a partial copy ...
             cand["verified"] = False
             cand["error"] = str(exc)[:300]

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", help="where runs are written (default: a temporary folder)")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--net", default="cifar10", help="U-Net preset (tiny: a quick CPU check of this script)")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-ddp", action="store_true")
     p.add_argument("--inception", help="a local inception-2015-12-05.pt for the FID step")
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out, report)
     n, b, half = args.steps, args.batch_size, args.steps // 2
     common = ["--method", "ict", "--data", data, "--steps", str(n), "--batch-size", str(b),
-              "--checkpoint-every", str(half), "--set", "log_every=10", "--set", "sample_every=0", "--quiet"]
+              "--checkpoint-every", str(half), "--set", "log_every=10", "--set", "sample_every=0", "--quiet",
+              "--set", f'net={{"preset": "{args.net}"}}']
+    net = ["--set", f'net={{"preset": "{args.net}"}}']
 
     def step(name: str, cmd: list[str], timeout: float | None = None) -> dict[str, Any]:
         say(f"[{name}] {' '.join(cmd[2:])}")
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. torch.compile
     if not args.no_compile:
         step("compile", [*py, "train", "--method", "ict", "--data", data, "--steps", "20", "--batch-size", str(b),
-                         "--set", "compile=true", "--set", "log_every=5", "--quiet", "--out", str(work / "compiled")],
+                         "--set", "compile=true", "--set", "log_every=5", "--quiet", "--out", str(work / "compiled"), *net],
              timeout=max(args.timeout, 420))
         if ok("compile"):
             report["compile_metrics"] = _metrics(work / "compiled")
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_ddp:
         tr = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "cmtutor"]
         ddp = ["--method", "ict", "--data", data, "--steps", "20", "--batch-size", str(b), "--checkpoint-every",
-               "10", "--set", "log_every=5", "--quiet"]
+               "10", "--set", "log_every=5", "--quiet", *net]
         step("ddp_full", [*tr, "train", *ddp, "--out", str(work / "ddp")])
         step("ddp_stop", [*tr, "train", *ddp, "--out", str(work / "ddp_cut"), "--stop-at", "10"])
         step("ddp_resume", [*tr, "train", *ddp, "--out", str(work / "ddp_cut"), "--resume"])
