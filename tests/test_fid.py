@@ -99,3 +99,65 @@ def test_missing_or_bad_inception_weights_explain_what_to_do(tmp_path: Path, mon
     bogus.write_bytes(b"not a torchscript file")
     with pytest.raises(UserError, match="not a usable Inception weights file"):
         fidlib.inception(weights=bogus)
+
+
+class _FakeInceptionLayers(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _FakeInception(torch.nn.Module):
+    """Has the interface of clean-fid's torchscript Inception (``layers``, ``return_features``); 2048 features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = _FakeInceptionLayers()
+        self.proj = torch.nn.Linear(3 * 4 * 4, 2048)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        h = torch.nn.functional.adaptive_avg_pool2d(x / 255.0, 4).flatten(1)
+        return torch.tanh(self.proj(h))
+
+
+def test_a_local_weights_file_is_loaded_through_clean_fid(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    weights = tmp_path / "my-inception.pt"  # any file name: clean-fid's loader gets a link with its own name
+    torch.jit.script(_FakeInception()).save(str(weights))
+    ext = fidlib.inception("legacy_tensorflow", weights=weights)
+    assert ext.is_inception and ext.mode == "legacy_tensorflow"
+    assert ext.features(_images(0, n=3)).shape == (3, 2048)
+
+
+def test_evaluate_reports_fid_with_its_protocol_and_caches_the_reference(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The command line's FID path end to end (a small network stands in for Inception: its 2048-d
+    Fréchet distance alone takes tens of seconds on a CPU)."""
+    import json
+
+    from cmtutor.cifar10 import write_cifar10_format
+    from cmtutor.cli import main
+    from cmtutor.imagecourse import standin_images
+
+    monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path / "data"))
+    small = _tiny_extractor("legacy_tensorflow")
+    monkeypatch.setattr(fidlib, "inception", lambda mode, weights=None, device="cpu": fidlib.FeatureExtractor(
+        "inception-like test network", small.fn, mode))
+    tr, ytr, te, yte = standin_images(300, 50)
+    write_cifar10_format(tmp_path / "c10", tr, ytr, te, yte, note="test stand-in")
+    np.savez(tmp_path / "s.npz", images=te[:40])
+    args = ["evaluate", "--samples", str(tmp_path / "s.npz"), "--data", str(tmp_path / "c10"), "--device", "cpu"]
+    assert main([*args, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    proto = res["fid_protocol"]
+    assert res["fid"] > 0 and proto["metric"] == "FID-0.04k" and proto["mode"] == "legacy_tensorflow"
+    assert proto["reference"].endswith("train") and proto["reference_size"] == 300 and proto["samples"] == 40
+    assert proto["data_note"] == "test stand-in" and proto["evaluated_on"]
+    cached = list((tmp_path / "data" / "fid").glob("*.npz"))
+    assert len(cached) == 1  # the reference statistics, computed once ...
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fid"] == res["fid"]  # ... and reused
+    assert main([*args, "--ref", "heldout", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fid_protocol"]["reference"].endswith("test batch")
+    assert main(args) == 0  # the text report prints the protocol beside the number
+    text = capsys.readouterr().out
+    assert "fid_protocol" in text and "FID-0.04k; mode=legacy_tensorflow" in text
