@@ -135,7 +135,8 @@ def time_training(method: str, data: Any, batch: int, device: str, precision: st
     mem_name, mem = peak_memory_mb(dev)
     loss = float(logs["loss"])
     del it, run
-    return {"images_per_s": round(steps * batch / dt, 1), "step_ms": round(1000 * dt / steps, 2),
+    ips = steps * batch / dt
+    return {"images_per_s": round(ips, 1 if ips >= 10 else 4), "step_ms": round(1000 * dt / steps, 2),
             mem_name: round(mem, 1), "warmup_s": round(warm_s, 1), "loss_finite": bool(np.isfinite(loss))}
 
 
@@ -154,7 +155,8 @@ def time_sampling(data: Any, n: int, batch: int, device: str, precision: str, ne
         total += len(imgs)
     sync(dev)
     dt = time.perf_counter() - t
-    return {"images": total, "batch_size": batch, "seconds": round(dt, 2), "images_per_s": round(total / dt, 1),
+    return {"images": total, "batch_size": batch, "seconds": round(dt, 2),
+            "images_per_s": round(total / dt, 1 if total / dt >= 10 else 4),
             "seconds_for_50k": round(50_000 * dt / total, 1), "extrapolated": total < 50_000}
 
 
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                         entry["tflops_achieved"] = round(f * entry["images_per_s"] / 1e12, 2)
                         if gpu:
                             entry["mfu"] = round(mfu(f, entry["images_per_s"], args.peak_tflops), 4)
-                    say(f"train  {m:<10} batch {b:<4} {mode:<7} {entry['images_per_s']:>9.1f} img/s  "
+                    say(f"train  {m:<10} batch {b:<4} {mode:<7} {entry['images_per_s']:>9.4g} img/s  "
                         f"{entry['step_ms']:>9.1f} ms/step  "
                         + "  ".join(f"{k}={entry[k]}" for k in ("peak_gpu_mem_mb", "peak_rss_mb", "mfu", "warmup_s")
                                     if k in entry))
