@@ -3,6 +3,8 @@
 Bad input ends with exit code 2 and one line ``error: …`` on stderr, before anything on disk is
 touched. ``train`` writes ``DIR/config.json``, ``DIR/metrics.jsonl`` and ``DIR/checkpoint.pt`` (atomic);
 ``--resume`` continues to the same total and ends with the same weights as an uninterrupted run.
+Under ``torchrun --nproc_per_node=N -m cmtutor train ...`` it trains with DDP (rank 0 writes).
+Image runs also log throughput (images/s) and peak memory, and write sample grids to ``DIR/samples/``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any other config field, e.g. --set ema_decay=0.999 (repeatable)")
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--stop-at", type=int, metavar="K",
+                   help="stop after step K with a checkpoint (e.g. to fit a time slot); continue with --resume")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="generate samples from a checkpoint")
@@ -73,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--weights", choices=["ema", "raw"], default="ema")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    s.add_argument("--batch-size", type=int, default=500, help="images generated per batch")
     s.add_argument("--out", required=True, help=".npy (vectors) or .npz (images)")
 
     e = sub.add_parser("evaluate", help="compare samples with held-out data")
@@ -82,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--n", type=int, default=1000, help="subsample size for the W2 family")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    e.add_argument("--fid-mode", default="legacy_tensorflow", help="images: clean-fid mode "
+                   "(legacy_tensorflow = the papers' protocol, clean, legacy_pytorch)")
+    e.add_argument("--inception", metavar="FILE", help="images: a local copy of clean-fid's inception-2015-12-05.pt")
+    e.add_argument("--ref", choices=["train", "heldout"], default="train",
+                   help="images: the FID reference split (the papers use the training images)")
+    e.add_argument("--no-fid", action="store_true", help="images: skip FID")
     return parser
 
 
@@ -111,6 +122,20 @@ _RESUME_FIELDS = {"method": "method", "data": "data", "steps": "steps", "batch_s
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cmtutor import distributed
+
+    distributed.init(args.device or "auto")  # no-op outside torchrun; the group is left at exit
+    try:
+        code = _cmd_train(args)
+    except BaseException:
+        distributed.shutdown(wait=False)  # the other ranks are stopped by torchrun
+        raise
+    distributed.barrier()  # every rank has finished (and rank 0 has written) before returning
+    return code
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cmtutor import distributed
     from cmtutor.checkpoint import load_checkpoint
     from cmtutor.config import default_config
     from cmtutor.train import build_run, resume_run
@@ -135,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                 f"({saved[key]}); resume with the same settings or use another --out")
         _check_writable_dir(out)
         run = resume_run(ckpt, device=args.device)
-        print(f"resuming {run.cfg.method} at step {run.step} of {run.cfg.steps}", file=sys.stderr)
+        distributed.log_main(f"resuming {run.cfg.method} at step {run.step} of {run.cfg.steps}")
     else:
         kw: dict[str, Any] = {k: v for k, v in {
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
@@ -151,8 +176,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError("--batch-size must be at least 1")
         run = build_run(cfg)  # validates data and teacher before anything is written
         _check_writable_dir(out)
-        _atomic_write_text(out / "config.json", cfg.to_json() + "\n")
-    _train_loop(run, out, quiet=args.quiet)
+        if distributed.env().is_main:
+            _atomic_write_text(out / "config.json", cfg.to_json() + "\n")
+    if args.stop_at is not None and args.stop_at < 1:
+        raise UserError("--stop-at must be at least 1")
+    _train_loop(run, out, quiet=args.quiet, stop_at=args.stop_at)
     return 0
 
 
@@ -164,41 +192,81 @@ def _truncate_metrics(path: Path, step: int) -> None:
     _atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
-def _train_loop(run: Any, out: Path, quiet: bool) -> None:
+def _train_loop(run: Any, out: Path, quiet: bool, stop_at: int | None = None) -> None:
+    import contextlib
+
     from tqdm.auto import tqdm
 
+    from cmtutor import distributed
+    from cmtutor.accel import Throughput, describe_run
     from cmtutor.train import save_checkpoint, to_floats, train_steps
 
     cfg = run.cfg
+    main = run.rank == 0
+    image = not isinstance(run.dim, int)
     metrics_path = out / "metrics.jsonl"
-    _truncate_metrics(metrics_path, run.step)
+    if main:
+        _truncate_metrics(metrics_path, run.step)
+    until = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     every = max(1, cfg.checkpoint_every)
+    if image and main:
+        perf = describe_run(cfg, run.device)
+        print("performance: " + ", ".join(f"{k}={v}" for k, v in perf.items()), file=sys.stderr, flush=True)
     t0 = time.time()
-    acc: dict[str, float] = {}
-    n_acc = 0
-    bar = tqdm(total=cfg.steps, initial=run.step, disable=quiet or None, desc=f"{cfg.method} on {cfg.data}",
-               file=sys.stderr, dynamic_ncols=True)
-    with metrics_path.open("a") as log:
-        for logs in train_steps(run):
+    meter = Throughput(run.device, cfg.batch_size)  # per log interval (the first includes compile time)
+    overall = None  # from the end of the first step: warm-up and compilation excluded
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=quiet or not main or None,
+               desc=f"{cfg.method} on {cfg.data}", file=sys.stderr, dynamic_ncols=True)
+    log_cm = metrics_path.open("a") if main else contextlib.nullcontext()
+    with log_cm as log:
+        for logs in train_steps(run, until=until):
             step = logs["step"]
             bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps or step % every == 0:
-                vals = to_floats(logs)
-                n_acc += 1
-                for k, v in vals.items():
-                    acc[k] = v
+            meter.tick()
+            if overall is None:
+                overall = Throughput(run.device, cfg.batch_size)
+            else:
+                overall.tick()
+            if step % cfg.log_every == 0 or step == cfg.steps or step % every == 0 or step == until:
+                vals = distributed.mean_over_ranks(to_floats(logs))
                 record = {**vals, "time_s": round(time.time() - t0, 3)}
-                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                if image:
+                    record.update(meter.lap())
+                if cfg.eval_every and not image and (step % cfg.eval_every == 0 or step == cfg.steps):
                     record.update(_quick_eval(run))
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+                if main:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
                 bar.set_postfix(loss=f"{vals['loss']:.4g}")
-            if step % every == 0 or step == cfg.steps:
-                log.flush()
-                os.fsync(log.fileno())
+            if image and cfg.sample_every and main and (step % cfg.sample_every == 0 or step == until):
+                _sample_grid(run, out, step)
+            if step % every == 0 or step == cfg.steps or step == until:
+                if main:
+                    log.flush()
+                    os.fsync(log.fileno())
                 save_checkpoint(run, out / "checkpoint.pt")
     bar.close()
-    print(f"trained {cfg.method} on {cfg.data}: {cfg.steps} steps; checkpoint: {out / 'checkpoint.pt'}")
+    if not main:
+        return
+    done = "trained" if run.step >= cfg.steps else f"stopped at step {run.step} of"
+    print(f"{done} {cfg.method} on {cfg.data}: {cfg.steps} steps; checkpoint: {out / 'checkpoint.pt'}")
+    if image and overall is not None and overall.steps:
+        stats = overall.lap()
+        print("throughput: " + ", ".join(f"{k}={v}" for k, v in stats.items()), file=sys.stderr)
+
+
+def _sample_grid(run: Any, out: Path, step: int) -> None:
+    """A grid of 64 one-step (CMs) or 18-step ODE (diffusion) EMA samples: DIR/samples/step_NNNNNNN.png.
+
+    Uses its own noise generators, so it does not change the training run's random streams.
+    """
+    from cmtutor.imagedata import save_grid
+
+    sampler = run.sampler()
+    steps = 18 if sampler.method.ode_sampling else 1
+    images = sampler.sample_images(64, steps=steps, seed=12345, batch_size=64)
+    (out / "samples").mkdir(exist_ok=True)
+    save_grid(images, out / "samples" / f"step_{step:07d}.png", scale=max(1, 64 // images.shape[1]))
 
 
 def _quick_eval(run: Any) -> dict[str, float]:
@@ -228,6 +296,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix not in (".npy", ".npz"):
         raise UserError(f"--out {out}: use a .npy file (vectors) or .npz file (images)")
     sampler = Sampler.from_checkpoint(args.ckpt, weights=args.weights, device=str(resolve_device(args.device)))
+    if sampler.is_image:
+        return _sample_images(args, sampler, out)
     if out.suffix != ".npy":
         raise UserError(f"--out {out}: this checkpoint generates vectors; write them to a .npy file")
     _check_writable_dir(out.parent if str(out.parent) else Path("."))
@@ -244,6 +314,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_images(args: argparse.Namespace, sampler: Any, out: Path) -> int:
+    import numpy as np
+
+    from cmtutor.accel import effective_precision, hardware, sync
+
+    if out.suffix != ".npz":
+        raise UserError(f"--out {out}: this checkpoint generates images; write them to an .npz file")
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    _check_writable_dir(out.parent if str(out.parent) else Path("."))
+    steps = args.steps or sampler.default_steps()
+    t0 = time.perf_counter()
+    images = sampler.sample_images(args.n, steps=steps, seed=args.seed, batch_size=args.batch_size)
+    sync(sampler.device)
+    seconds = time.perf_counter() - t0
+    tmp = out.with_name(f".{out.name}.tmp.npz")
+    np.savez(tmp, images=images)
+    os.replace(tmp, out)
+    cfg = sampler.cfg
+    meta = {"ckpt": str(Path(args.ckpt)), "method": cfg.method, "data": cfg.data, "n": args.n, "steps": steps,
+            "seed": args.seed, "weights": args.weights, "dim": list(sampler.dim), "noise": cfg.noise,
+            "precision": effective_precision(cfg.precision, sampler.device), "batch_size": args.batch_size,
+            "hardware": hardware(), "seconds": round(seconds, 2), "images_per_s": round(args.n / seconds, 1)}
+    _atomic_write_text(Path(str(out) + ".json"), json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {args.n} images ({steps} step{'s' if steps > 1 else ''}) to {out}")
+    return 0
+
+
 # --- evaluate --------------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -253,6 +351,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cmtutor.metrics import vector_metrics
 
     path = Path(args.samples)
+    if path.suffix == ".npz":
+        return _evaluate_images(args, path)
     samples = read_vector_file(path)
     data = load_vectors(args.data)
     if samples.shape[1] != data.dim:
@@ -271,12 +371,65 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_images(args: argparse.Namespace, path: Path) -> int:
+    """FID (clean-fid, protocol beside it), FD-digits for the digits, ODE error with --teacher."""
+    from cmtutor import fid as fidlib
+    from cmtutor.accel import hardware
+    from cmtutor.imagedata import describe, load_images, read_image_file
+    from cmtutor.train import resolve_device
+
+    samples = read_image_file(path)
+    data = load_images(args.data)
+    c, h, w = data.shape
+    if samples.shape[1:] != (h, w, c):
+        raise UserError(f"{path} holds images of shape {samples.shape[1:]}, but {args.data} has {(h, w, c)}")
+    meta_path = Path(str(path) + ".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    sample_proto = {k: meta[k] for k in ("method", "weights", "steps", "seed", "precision") if k in meta}
+    if meta.get("hardware"):
+        sample_proto["sampled_on"] = meta["hardware"]
+    result: dict[str, Any] = {"samples": str(path), **describe(data), "n": int(len(samples))}
+    if data.name == "digits":
+        from cmtutor import digits_fd
+
+        result["fd_digits"] = digits_fd.fd_digits(samples)
+        result["fd_digits_floor"] = digits_fd.fd_digits_floor(len(samples))
+        result["fd_digits_protocol"] = {**digits_fd.protocol(len(samples)), **sample_proto}
+    if not args.no_fid:
+        reference = data.train if args.ref == "train" else data.heldout
+        ref_label = f"{data.name} {'train' if args.ref == 'train' else data.heldout_split}"
+        try:
+            ext = fidlib.inception(args.fid_mode, args.inception, device=str(resolve_device(args.device)))
+        except UserError as exc:
+            if data.name != "digits" or args.inception:
+                raise
+            result["fid"] = None
+            result["fid_note"] = f"skipped: {exc}"
+        else:
+            res = fidlib.fid(samples, reference, ref_label, ext,
+                             {**sample_proto, "evaluated_on": hardware(),
+                              **({"data_note": data.note} if data.note else {})})
+            result["fid"] = res["value"]
+            result["fid_protocol"] = res["protocol"]
+    if args.teacher:
+        result["ode_error"] = _ode_error(path, samples.astype("float32"), args.teacher, args.device)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for k, v in result.items():
+            if isinstance(v, dict):
+                v = fidlib.format_protocol(v)
+            print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
 def _ode_error(path: Path, samples: Any, teacher_path: str, device: str) -> float:
     """Mean squared distance (per dimension, raw units) to the teacher's PF-ODE solution from the same noise."""
     import torch
 
     from cmtutor.checkpoint import load_checkpoint
-    from cmtutor.data import Standardizer
+    from cmtutor.data import scaler_from_dict
     from cmtutor.metrics import ode_error
     from cmtutor.samplers import sample_ode
     from cmtutor.sampling import DEFAULT_ODE_STEPS, unit_noise
@@ -288,16 +441,27 @@ def _ode_error(path: Path, samples: Any, teacher_path: str, device: str) -> floa
                         "`python -m cmtutor sample`: it records the noise seed)")
     meta = json.loads(meta_path.read_text())
     ckpt = load_checkpoint(teacher_path, ("diffusion",), role="--teacher")
-    if ckpt["dim"] != samples.shape[1]:
-        raise UserError(f"--teacher is {ckpt['dim']}-dimensional but the samples are {samples.shape[1]}-dimensional")
     dev = resolve_device(device)
-    teacher = model_from_checkpoint(ckpt).to(dev)
-    noise = teacher.noise
-    z = unit_noise(meta["n"], (ckpt["dim"],), meta["seed"]).to(dev)
-    with torch.no_grad():
-        ref = sample_ode(teacher, z, noise.sigma_min, noise.sigma_max, steps=DEFAULT_ODE_STEPS)
-    ref_raw = Standardizer.from_dict(ckpt["standardizer"]).decode(ref).cpu().numpy()
-    return ode_error(samples, ref_raw)
+    if isinstance(ckpt["dim"], int):
+        if ckpt["dim"] != samples.shape[1]:
+            raise UserError(f"--teacher is {ckpt['dim']}-dimensional but the samples are "
+                            f"{samples.shape[1]}-dimensional")
+        teacher = model_from_checkpoint(ckpt).to(dev)
+        noise = teacher.noise
+        z = unit_noise(meta["n"], (ckpt["dim"],), meta["seed"]).to(dev)
+        with torch.no_grad():
+            ref = sample_ode(teacher, z, noise.sigma_min, noise.sigma_max, steps=DEFAULT_ODE_STEPS)
+        ref_raw = scaler_from_dict(ckpt["standardizer"]).decode(ref).cpu().numpy()
+        return ode_error(samples, ref_raw)
+    # images: the teacher's ODE solution from the same per-image noise, compared in [-1, 1] units
+    from cmtutor.sampling import Sampler
+
+    c, h, w = ckpt["dim"]
+    if samples.shape[1:] != (h, w, c):
+        raise UserError(f"--teacher generates images of shape {(h, w, c)}, the samples are {samples.shape[1:]}")
+    teacher_sampler = Sampler.from_checkpoint(teacher_path, device=str(dev))
+    ref = teacher_sampler.sample_images(meta["n"], steps=DEFAULT_ODE_STEPS, seed=meta["seed"])
+    return ode_error(samples / 127.5 - 1.0, ref.astype("float32") / 127.5 - 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:

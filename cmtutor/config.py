@@ -43,6 +43,15 @@ class TrainConfig:
     net: dict[str, Any] = field(default_factory=dict)
     hp: dict[str, Any] = field(default_factory=dict)
     two_step_sigma: float = 1.0
+    # --- images and the GPU path (cmtutor.accel); the defaults leave vector runs unchanged ---
+    #: "fp32", "bf16" (autocast), or "auto" (bf16 on CUDA, fp32 on a CPU)
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    #: random horizontal flips of training images
+    xflip: bool = False
+    #: write a grid of EMA samples every N steps (0: never)
+    sample_every: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,15 +79,23 @@ VECTOR_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def default_config(method: str, data: str, **overrides: Any) -> TrainConfig:
-    """The default configuration of ``method`` on vector data ``data``, with keyword overrides.
+    """The default configuration of ``method`` on data ``data``, with keyword overrides.
 
+    Image data (see ``cmtutor.imagedata``) get the image defaults of ``cmtutor.image_defaults``.
     ``hp`` and ``net`` overrides are merged into the defaults rather than replacing them.
     """
+    from cmtutor.data import is_vector_source
     from cmtutor.methods import get_method
 
     cls = get_method(method)
-    base: dict[str, Any] = {"method": method, "data": data, **VECTOR_METHOD_DEFAULTS.get(method, {})}
-    defaults = cls.default_hparams("vector")
+    image = not is_vector_source(data) and _is_image_source(data)
+    if image:
+        from cmtutor.image_defaults import image_config_defaults
+
+        base: dict[str, Any] = {"method": method, "data": data, **image_config_defaults(method, data)}
+    else:
+        base = {"method": method, "data": data, **VECTOR_METHOD_DEFAULTS.get(method, {})}
+    defaults = {**cls.default_hparams("image" if image else "vector"), **base.pop("hp", {})}
     given = overrides.pop("hp", {})
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -86,7 +103,16 @@ def default_config(method: str, data: str, **overrides: Any) -> TrainConfig:
 
         raise UserError(f"unknown hyperparameter(s) for {method}: {', '.join(unknown)}; "
                         f"known: {', '.join(sorted(defaults)) or 'none'}")
-    hp = {**defaults, **base.pop("hp", {}), **given}
+    hp = {**defaults, **given}
+    if image:
+        net = {**base.pop("net"), **overrides.pop("net", {})}
+        return TrainConfig(**{**base, **overrides, "hp": hp, "net": net})
     net = {"kind": "mlp", "hidden": 256, "depth": 3, "emb_dim": 32, "max_freq": 16.0,
            **base.pop("net", {}), **overrides.pop("net", {})}
     return TrainConfig(**{**base, **overrides, "hp": hp, "net": net})
+
+
+def _is_image_source(data: str) -> bool:
+    from cmtutor.imagedata import is_image_source
+
+    return is_image_source(data)

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,6 +156,47 @@ def load_vectors(name_or_file: str, seed: int = 0) -> VectorData:
     perm = np.random.default_rng(seed).permutation(arr.shape[0])
     n_held = min(arr.shape[0] // 5, N_HELDOUT)
     return VectorData(Path(name_or_file).name, arr[perm[n_held:]], arr[perm[:n_held]])
+
+
+def load_data(name_or_file: str, seed: int = 0) -> Any:
+    """Vector data (:class:`VectorData`) or image data (:class:`cmtutor.imagedata.ImageData`) by name or file."""
+    if is_vector_source(name_or_file):
+        return load_vectors(name_or_file, seed)
+    from cmtutor.imagedata import IMAGE_SETS, is_image_source, load_images
+
+    if is_image_source(name_or_file):
+        return load_images(name_or_file, seed)
+    raise DataError(f"unknown data set {name_or_file!r}; built-in 2D sets: {', '.join(TOY_SETS)}; image sets: "
+                    f"{', '.join(IMAGE_SETS)} (or give a .npy file [N, D] or an .npz file with uint8 'images' "
+                    "[N, H, W, C])")
+
+
+def flat_dim(dim: int | tuple[int, ...]) -> int:
+    """The number of coordinates of one sample (D = C·H·W for images)."""
+    return int(dim) if isinstance(dim, int) else int(np.prod(dim))
+
+
+def sample_shape(dim: int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """The shape of one sample: (D,) for vectors, (C, H, W) for images."""
+    return (int(dim),) if isinstance(dim, int) else tuple(int(v) for v in dim)
+
+
+def fit_scaler(data: Any) -> Any:
+    """The map from raw data to model space: a fitted :class:`Standardizer` (vectors) or the fixed image scaling."""
+    if isinstance(data, VectorData):
+        return Standardizer.fit(data.train)
+    from cmtutor.imagedata import ImageScaler
+
+    return ImageScaler()
+
+
+def scaler_from_dict(d: dict[str, Any]) -> Any:
+    """Rebuild the scaler stored in a checkpoint (:class:`Standardizer` or image scaling)."""
+    if d.get("kind") == "image":
+        from cmtutor.imagedata import ImageScaler
+
+        return ImageScaler()
+    return Standardizer.from_dict(d)
 
 
 @dataclass

@@ -4,18 +4,24 @@
 solving the PF-ODE (Heun, ``steps`` steps on a Karras grid); consistency models by one-step or multistep
 consistency sampling. The unit noise z is drawn on the CPU from ``seed`` (so the same seed gives the same
 noise on any device), which is what "from the same noise" means for the ODE-error metric.
+
+Images: :meth:`Sampler.sample_images` generates in batches and returns uint8 [N, H, W, C]; image i's
+noise depends only on (seed, i) (:func:`cmtutor.imagedata.image_noise`), whatever the batch size.
+The model may be wrapped by DDP or ``torch.compile``: the Sampler uses the plain module inside.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from cmtutor.checkpoint import load_checkpoint
 from cmtutor.config import TrainConfig
-from cmtutor.data import Standardizer
+from cmtutor.data import sample_shape, scaler_from_dict
 from cmtutor.methods import get_method
 from cmtutor.samplers import consistency_sample, sample_ode
 
@@ -38,9 +44,11 @@ def unit_noise(n: int, shape: tuple[int, ...], seed: int) -> Tensor:
 class Sampler:
     """Generates raw-space samples from a trained model (diffusion via its ODE, CMs in K steps)."""
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig, standardizer: Standardizer, dim: int,
+    def __init__(self, model: nn.Module, cfg: TrainConfig, standardizer: Any, dim: Any,
                  teacher: nn.Module | None = None) -> None:
-        self.model = model
+        from cmtutor.accel import unwrap
+
+        self.model = unwrap(model)
         self.cfg = cfg
         self.standardizer = standardizer
         self.dim = dim
@@ -56,7 +64,7 @@ class Sampler:
         cfg = TrainConfig.from_dict(ckpt["config"])
         model = model_from_checkpoint(ckpt, weights).to(device)
         teacher = teacher_from_checkpoint(ckpt)
-        return cls(model, cfg, Standardizer.from_dict(ckpt["standardizer"]), ckpt["dim"],
+        return cls(model, cfg, scaler_from_dict(ckpt["standardizer"]), ckpt["dim"],
                    teacher.to(device) if teacher is not None else None)
 
     @property
@@ -71,14 +79,26 @@ class Sampler:
                             sigmas: list[float] | None = None) -> Tensor:
         """Samples in the model's standardised coordinates."""
         steps = self.default_steps() if steps is None else steps
-        z = unit_noise(n, (self.dim,), seed).to(self.device)
+        if self.is_image:
+            from cmtutor.imagedata import image_noise
+
+            z = image_noise(0, n, sample_shape(self.dim), seed).to(self.device)
+        else:
+            z = unit_noise(n, sample_shape(self.dim), seed).to(self.device)
+        gen = torch.Generator(device=self.device).manual_seed(seed + 1)
+        return self._generate(z, steps, sigmas, gen)
+
+    @property
+    def is_image(self) -> bool:
+        return not isinstance(self.dim, int)
+
+    def _generate(self, z: Tensor, steps: int, sigmas: list[float] | None, gen: torch.Generator) -> Tensor:
         was_training = self.model.training
         self.model.eval()
         try:
             if self.method.ode_sampling:
                 return sample_ode(self.model, z, self.noise.sigma_min, self.noise.sigma_max, steps=steps)
             levels = sigmas or cm_sigmas(steps, self.noise.sigma_max, self.cfg.two_step_sigma)
-            gen = torch.Generator(device=self.device).manual_seed(seed + 1)
             return consistency_sample(self.model, z, levels, self.noise.sigma_min, generator=gen)
         finally:
             self.model.train(was_training)
@@ -86,3 +106,39 @@ class Sampler:
     def sample(self, n: int, steps: int | None = None, seed: int = 0, sigmas: list[float] | None = None) -> Tensor:
         """n samples in raw data units (CPU tensor)."""
         return self.standardizer.decode(self.sample_standardized(n, steps, seed, sigmas)).cpu()
+
+    @torch.no_grad()
+    def iter_images(self, n: int, steps: int | None = None, seed: int = 0, batch_size: int = 500,
+                    sigmas: list[float] | None = None, precision: str | None = None) -> Iterator[np.ndarray]:
+        """Generate ``n`` images in batches, yielding uint8 [b, H, W, C] arrays.
+
+        ``precision`` (default: the run's) selects bf16 autocast on a GPU; the model runs channels-last
+        if it was trained so.
+        """
+        from cmtutor.accel import autocast
+        from cmtutor.imagedata import image_noise, to_uint8
+
+        if not self.is_image:
+            raise ValueError("iter_images needs an image model; use sample() for vectors")
+        steps = self.default_steps() if steps is None else steps
+        shape = sample_shape(self.dim)
+        prec = self.cfg.precision if precision is None else precision
+        gen = torch.Generator(device=self.device).manual_seed(seed + 1)
+        for start in range(0, n, batch_size):
+            z = image_noise(start, min(batch_size, n - start), shape, seed).to(self.device)
+            if self.cfg.channels_last:
+                z = z.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, prec):
+                x = self._generate(z, steps, sigmas, gen)
+            yield to_uint8(self.standardizer.decode(x.float()))
+
+    def sample_images(self, n: int, steps: int | None = None, seed: int = 0, batch_size: int = 500,
+                      sigmas: list[float] | None = None, precision: str | None = None) -> np.ndarray:
+        """``n`` generated images as uint8 [n, H, W, C] (see :meth:`iter_images`)."""
+        parts = list(self.iter_images(n, steps, seed, batch_size, sigmas, precision))
+        return np.concatenate(parts) if parts else np.zeros((0, *self.image_hwc), np.uint8)
+
+    @property
+    def image_hwc(self) -> tuple[int, int, int]:
+        c, h, w = sample_shape(self.dim)
+        return (h, w, c)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from cmtutor.checkpoint import FORMAT, build_network, load_checkpoint, state_dict_of
 from cmtutor.config import TrainConfig
-from cmtutor.data import Standardizer, VectorData, load_vectors
+from cmtutor.data import VectorData, fit_scaler, flat_dim, load_data, scaler_from_dict
 from cmtutor.ema import ema_update, make_ema
 from cmtutor.methods import Method, Nets, get_method
 from cmtutor.precond import NoiseConfig, Preconditioned
@@ -77,21 +77,43 @@ def teacher_from_checkpoint(ckpt: dict[str, Any]) -> Preconditioned | None:
 
 @dataclass
 class Run:
-    """A training run in memory: config, method, networks, optimiser, data and step counter."""
+    """A training run in memory: config, method, networks, optimiser, data and step counter.
+
+    ``train_x`` holds the standardised training vectors, or the uint8 training images [N, C, H, W]
+    (scaled to [−1, 1] batch by batch); ``dim`` is D for vectors and (C, H, W) for images.
+    """
 
     cfg: TrainConfig
     method: Method
     nets: Nets
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    standardizer: Standardizer
-    data: VectorData
+    standardizer: Any
+    data: Any
     train_x: Tensor
     device: torch.device
-    dim: int
+    dim: Any
     step: int = 0
     teacher_info: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    #: processes in the job (``torchrun``) and this one's rank; ``batch_size`` is split over them
+    world_size: int = 1
+    rank: int = 0
+    #: True once ``nets.model`` is wrapped for training (compile / DDP), see :mod:`cmtutor.accel`
+    prepared: bool = False
+
+    @property
+    def local_batch(self) -> int:
+        return self.cfg.batch_size // self.world_size
+
+    def draw_batch(self) -> Tensor:
+        """This process's next training batch in model space (uses the default RNG of the device)."""
+        if self.train_x.dtype == torch.uint8:
+            from cmtutor.imagedata import image_batch
+
+            return image_batch(self.train_x, self.local_batch, self.cfg.xflip, self.cfg.channels_last)
+        idx = torch.randint(0, self.train_x.shape[0], (self.local_batch,), device=self.device)
+        return self.train_x[idx]
 
     def sampler(self, weights: str = "ema") -> Any:
         """A :class:`cmtutor.sampling.Sampler` of the current weights (EMA by default)."""
@@ -132,7 +154,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_run(cfg: TrainConfig, data: VectorData | None = None, teacher: dict[str, Any] | None = None) -> Run:
+def build_run(cfg: TrainConfig, data: Any = None, teacher: dict[str, Any] | None = None) -> Run:
     """Create a fresh run: data, standardiser, networks (seeded), optimiser and method.
 
     ``teacher`` is a loaded checkpoint dict (see :func:`cmtutor.checkpoint.load_checkpoint`); if None and
@@ -153,29 +175,49 @@ def build_run(cfg: TrainConfig, data: VectorData | None = None, teacher: dict[st
 
         raise CheckpointError(f"--teacher was trained with method {teacher['config']['method']!r}; "
                               f"{cfg.method} needs one of: {', '.join(method_cls.teacher_methods)}")
-    data = data if data is not None else load_vectors(cfg.data)
+    data = data if data is not None else load_data(cfg.data)
     if teacher is not None:
-        standardizer = Standardizer.from_dict(teacher["standardizer"])
+        standardizer = scaler_from_dict(teacher["standardizer"])
         cfg.noise = dict(teacher["config"]["noise"])
-        if teacher["dim"] != data.dim:
+        if tuple(np.atleast_1d(teacher["dim"])) != tuple(np.atleast_1d(data.dim)):
             from cmtutor.errors import UserError
 
-            raise UserError(f"--teacher was trained on {teacher['dim']}-dimensional data, but {cfg.data} "
-                            f"has {data.dim} dimensions")
+            raise UserError(f"--teacher was trained on data of shape {teacher['dim']}, but {cfg.data} "
+                            f"has shape {data.dim}")
     else:
-        standardizer = Standardizer.fit(data.train)
+        standardizer = fit_scaler(data)
     noise = cfg.noise_config
+    if cfg.net.get("kind") == "unet":
+        from cmtutor.unet import resolve_net_config
+
+        if not isinstance(data.dim, tuple):
+            from cmtutor.errors import UserError
+
+            raise UserError(f"the U-Net needs image data; {cfg.data} holds vectors (use the default MLP)")
+        cfg.net = resolve_net_config(cfg.net, data.dim[-1])
+    from cmtutor import distributed
+
+    env = distributed.env()
+    if cfg.batch_size % env.world_size:
+        from cmtutor.errors import UserError
+
+        raise UserError(f"--batch-size {cfg.batch_size} is the global batch; it must be divisible by the "
+                        f"number of processes ({env.world_size})")
 
     seed_everything(cfg.seed)
     model = make_model(cfg.net, data.dim, noise, method_cls.parameterization).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     teacher_model = None
     teacher_info = None
     if teacher is not None:
         teacher_model = teacher_from_checkpoint({"teacher": {"config": teacher["config"], "dim": teacher["dim"],
                                                              "state": _ema_state(teacher)}}).to(device)
         teacher_info = {"config": teacher["config"], "dim": teacher["dim"], "state": _ema_state(teacher)}
+        if cfg.channels_last:
+            teacher_model = teacher_model.to(memory_format=torch.channels_last)
     try:
-        method = method_cls(cfg.hp, noise, cfg.steps, data.dim)
+        method = method_cls(cfg.hp, noise, cfg.steps, flat_dim(data.dim))
     except (ValueError, KeyError, TypeError) as exc:
         from cmtutor.errors import UserError
 
@@ -188,9 +230,16 @@ def build_run(cfg: TrainConfig, data: VectorData | None = None, teacher: dict[st
     nets.ema.eval()
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    train_x = standardizer.encode(torch.as_tensor(data.train)).to(device)
+    if isinstance(data, VectorData):
+        train_x = standardizer.encode(torch.as_tensor(data.train)).to(device)
+    else:
+        from cmtutor.imagedata import images_to_tensor
+
+        train_x = images_to_tensor(data.train).to(device)
+    if env.distributed:  # the same initial weights everywhere, then a different data/noise stream per rank
+        seed_everything(cfg.seed + 1_000_003 * (env.rank + 1))
     return Run(cfg, method, nets, optimizer, scheduler, standardizer, data, train_x, device, data.dim,
-               teacher_info=teacher_info)
+               teacher_info=teacher_info, world_size=env.world_size, rank=env.rank)
 
 
 def _ema_state(ckpt: dict[str, Any]) -> dict[str, Tensor]:
@@ -203,16 +252,20 @@ def train_steps(run: Run, until: int | None = None) -> Iterator[dict[str, Any]]:
     Each yielded dict has ``step`` (steps done so far), ``lr`` and the method's logs (tensors are
     converted lazily by :func:`to_floats`, so a GPU never waits for a host sync on unlogged steps).
     """
+    from cmtutor.accel import autocast, wrap_for_training
+
     until = run.cfg.steps if until is None else until
+    if not run.prepared:  # compile / DDP wrappers (the parameters stay the same objects)
+        run.nets.model = wrap_for_training(run.nets.model, run.device, run.cfg.compile)
+        run.prepared = True
     model, nets, opt = run.nets.model, run.nets, run.optimizer
     model.train()
     if nets.target is not None:
         nets.target.train()
-    n = run.train_x.shape[0]
     while run.step < until:
-        idx = torch.randint(0, n, (run.cfg.batch_size,), device=run.device)
-        x = run.train_x[idx]
-        loss, logs = run.method.loss(nets, x, run.step)
+        x = run.draw_batch()
+        with autocast(run.device, run.cfg.precision):
+            loss, logs = run.method.loss(nets, x, run.step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if run.cfg.grad_clip and run.cfg.grad_clip > 0:
@@ -234,7 +287,7 @@ def to_floats(logs: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def fit(cfg: TrainConfig, progress: bool = False, data: VectorData | None = None,
+def fit(cfg: TrainConfig, progress: bool = False, data: Any = None,
         teacher: dict[str, Any] | None = None, log_every: int | None = None) -> Run:
     """Build and train a run to ``cfg.steps`` in memory; the loss curve is kept in ``run.history``."""
     run = build_run(cfg, data=data, teacher=teacher)
@@ -288,10 +341,21 @@ def checkpoint_dict(run: Run) -> dict[str, Any]:
 
 
 def save_checkpoint(run: Run, path: Any) -> None:
-    """Write the run's checkpoint atomically."""
+    """Write the run's checkpoint atomically (under ``torchrun``: call on every rank; rank 0 writes).
+
+    Under ``torchrun`` the checkpoint also holds every rank's RNG states (``rng_ranks``), so a resume
+    with the same number of processes continues exactly.
+    """
+    from cmtutor import distributed
     from cmtutor.checkpoint import atomic_torch_save
 
-    atomic_torch_save(checkpoint_dict(run), path)
+    ranks = distributed.all_gather_object(rng_states(run.device)) if run.world_size > 1 else None
+    if run.rank == 0:
+        ckpt = checkpoint_dict(run)
+        if ranks is not None:
+            ckpt["rng_ranks"] = ranks
+        atomic_torch_save(ckpt, path)
+    distributed.barrier()
 
 
 def resume_run(ckpt: dict[str, Any], device: str | None = None) -> Run:
@@ -305,13 +369,28 @@ def resume_run(ckpt: dict[str, Any], device: str | None = None) -> Run:
         teacher = {"config": t["config"], "dim": t["dim"], "standardizer": ckpt["standardizer"],
                    "ema": {f"module.{k}": v for k, v in t["state"].items()}}
     run = build_run(cfg, teacher=teacher)
-    run.nets.model.load_state_dict(ckpt["model"])
+    from cmtutor.accel import unwrap
+
+    unwrap(run.nets.model).load_state_dict(ckpt["model"])
     run.nets.ema.load_state_dict(ckpt["ema"])
     if run.nets.target is not None and ckpt["target"] is not None:
         run.nets.target.load_state_dict(ckpt["target"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
-    run.standardizer = Standardizer.from_dict(ckpt["standardizer"])
+    run.standardizer = scaler_from_dict(ckpt["standardizer"])
     run.step = int(ckpt["step"])
-    set_rng_states(ckpt["rng"], run.device)
+    ranks = ckpt.get("rng_ranks")
+    if run.world_size > 1 or ranks is not None:
+        if ranks is not None and len(ranks) == run.world_size:
+            set_rng_states(ranks[run.rank], run.device)
+        else:
+            import sys
+
+            if run.rank == 0:
+                print(f"warning: the checkpoint was written by {len(ranks) if ranks else 1} process(es), this job "
+                      f"has {run.world_size}: training continues, but not exactly as it would have",
+                      file=sys.stderr)
+            seed_everything(run.cfg.seed + 1_000_003 * (run.rank + 1) + run.step)
+    else:
+        set_rng_states(ckpt["rng"], run.device)
     return run
