@@ -79,7 +79,8 @@ class Sampler:
                 return sample_ode(self.model, z, self.noise.sigma_min, self.noise.sigma_max, steps=steps)
             levels = sigmas or cm_sigmas(steps, self.noise.sigma_max, self.cfg.two_step_sigma)
             gen = torch.Generator(device=self.device).manual_seed(seed + 1)
-            return consistency_sample(self.model, z, levels, self.noise.sigma_min, generator=gen)
+            f = self.method.sampling_network(self.model, self.teacher, self.cfg.hp)  # TCM: piecewise f
+            return consistency_sample(f, z, levels, self.noise.sigma_min, generator=gen)
         finally:
             self.model.train(was_training)
 

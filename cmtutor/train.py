@@ -157,6 +157,9 @@ def build_run(cfg: TrainConfig, data: VectorData | None = None, teacher: dict[st
     if teacher is not None:
         standardizer = Standardizer.from_dict(teacher["standardizer"])
         cfg.noise = dict(teacher["config"]["noise"])
+        if cfg.hp.get("init_from_teacher"):  # the student copies the teacher's weights: same network
+            cfg.net = dict(teacher["config"]["net"])
+        cfg.hp = method_cls.adapt_to_teacher(dict(cfg.hp), teacher["config"], int(teacher["dim"]))
         if teacher["dim"] != data.dim:
             from cmtutor.errors import UserError
 
