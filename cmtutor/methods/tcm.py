@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor, nn
 
 from cmtutor.losses import get_distance
@@ -59,7 +58,7 @@ class TruncatedConsistency(nn.Module):
         self.t_prime = float(t_prime)
 
     def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
-        s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+        s = torch.as_tensor(sigma, dtype=x.dtype if not isinstance(sigma, Tensor) else None, device=x.device)
         if s.ndim == 0:
             s = s.expand(x.shape[0])
         upper = s >= self.t_prime
@@ -79,6 +78,8 @@ def truncated_student_t_log_times(u: Tensor, t_prime: float, t_max: float, scale
     TCM stage 2 (Lee et al. 2025; NVlabs/TCM ``misc.truncated_t``): df = 0.01 is extremely heavy-tailed, so
     t concentrates just above t' while still reaching T.
     """
+    from scipy import stats  # imported here: scipy.stats is slow to import and only stage 2 needs it
+
     dist = stats.t(df=df, loc=math.log(t_prime), scale=scale)
     lo, hi = dist.cdf(math.log(t_prime)), dist.cdf(math.log(t_max))
     q = lo + u.detach().cpu().double().numpy() * (hi - lo)
@@ -94,6 +95,19 @@ def karras_step_down(t: Tensor, sigma_min: float, sigma_max: float, rho: float, 
     h = (sigma_max ** (1 / rho) - sigma_min ** (1 / rho)) / (num_scales - 1)
     base = (t.double() ** (1 / rho) - h).clamp_min(sigma_min ** (1 / rho))
     return (base**rho).to(t.dtype)
+
+
+def boundary_weights(t: Tensor, r: Tensor, boundary: Tensor, w_b: float) -> Tensor:
+    """Per-sample weights w with mean(w·d) = mean_{t > t'} d/(t − r) + w_b · mean_{t = t'} d/(t − r).
+
+    The two means of the official TCM loss (NVlabs/TCM: ``loss.mean() + w_boundary * loss_boundary.mean()``)
+    written as one batch mean; an empty group contributes nothing.
+    """
+    b = boundary.to(t.dtype)
+    n = t.shape[0]
+    n_b = b.sum().clamp_min(1.0)
+    n_i = (1.0 - b).sum().clamp_min(1.0)
+    return (b * (w_b * n / n_b) + (1.0 - b) * (n / n_i)) / (t - r)
 
 
 class TruncatedCM(Method):
@@ -165,10 +179,7 @@ class TruncatedCM(Method):
         z = torch.randn_like(x)
         x_t = x + expand(t, x) * z
         f_target = self.target_network(nets)
-        # L = mean_{t > t'} λ·d + w_b · mean_{t = t'} λ·d (NVlabs/TCM training loop), written as one batch mean
-        n_b = boundary.sum().clamp_min(1)
-        n_i = (~boundary).sum().clamp_min(1)
-        weight = torch.where(boundary, float(self.hp["w_b"]) * x.shape[0] / n_b, x.shape[0] / n_i) / (t - r)
+        weight = boundary_weights(t, r, boundary, float(self.hp["w_b"]))
         loss, _ = consistency_step(nets.model, x_t, t, lambda: f_target(x + expand(r, x) * z, r), weight,
                                    self.distance)
         return loss, {"loss": loss.detach(), "frozen_share": (r < self.t_prime).float().mean().detach()}
