@@ -51,7 +51,7 @@ def test_couplings_study_small_regeneration() -> None:
 
 def test_truncated_study_small_regeneration() -> None:
     s = truncated.Study(stage1_steps=30, stage2_steps=20, seeds=(0, 1), t_primes=(2.0,), w_bs=(0.0,),
-                        eval_every=10, n_eval=150, net=NET, batch_size=64)
+                        eval_every=10, n_eval=150, net=NET, batch_size=64, small_net={"hidden": 8, "depth": 1})
     res = truncated.run(s)
     assert set(res["runs"]) == {"stage1", "ict_same_budget", "tcm", "no_anchor", "t_prime=2", "w_b=0"}
     assert res["runs"]["ict_same_budget"]["config"]["steps"] == 50
@@ -60,8 +60,10 @@ def test_truncated_study_small_regeneration() -> None:
     assert c["tcm"]["steps"] == [0, 10, 20]
     for k in ("tcm", "no_anchor", "w_b=0"):  # stage 2 starts as exactly the stage-1 function
         assert [w[0] for w in c[k]["w2"]] == [w[0] for w in c["tcm"]["w2"]]
+    assert set(res["capacity"]["runs"]) == {"stage1", "ict_same_budget", "tcm"}
+    assert res["capacity"]["net"] == s.small_net and len(res["capacity"]["runs"]["tcm"]["final_1step"]) == 2
     rows = truncated.claims(res)
-    assert rows[0]["verdict"] in VERDICTS
+    assert len(rows) == 2 and all(r["verdict"] in VERDICTS for r in rows)
 
 
 def test_direct_study_small_regeneration() -> None:

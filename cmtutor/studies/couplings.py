@@ -68,7 +68,7 @@ def train_with_curve(cfg: TrainConfig, evaluator: Evaluator, every: int) -> tupl
         k = logs["step"]
         if k % every == 0 or k == cfg.steps:
             steps.append(k)
-            curve.append(evaluator.w2_ratio(run.sampler(), steps=1, seed=k))
+            curve.append(evaluator.w2_ratio(run.sampler(), steps=1, seed=0))  # same noise and held-out points
     return run, steps, curve
 
 
@@ -121,7 +121,7 @@ def endpoint_quality(run: Run, x: Tensor, z: Tensor, grid: Tensor, ref: Tensor, 
 
 
 def _samples(run: Run, n: int = 500) -> list[list[float]]:
-    return np.round(run.sampler().sample(n, steps=1, seed=0).numpy(), 3).tolist()
+    return np.round(run.sampler().sample(n, steps=1, seed=0).numpy(), 2).tolist()
 
 
 def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
@@ -132,22 +132,21 @@ def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"study": asdict(study), "hardware": hardware(), "runs": {},
                            "transport": {"ic": [], "ot": [], "gc": []}, "transport_avg": {"ic": [], "ot": [], "gc": []},
                            "endpoint_w2": {}, "samples": {}}
-    evaluator = final_eval = None
+    evaluator: Evaluator | None = None
     for seed in study.seeds:
         gen = torch.Generator().manual_seed(100 + seed)
         for key, kind, mu in kinds:
             cfg = config(kind, study, seed, mu)
             if evaluator is None:
                 probe = build_run(cfg)
-                evaluator = Evaluator(probe.data.heldout, study.n_eval, repeats=1)
-                final_eval = Evaluator(probe.data.heldout, study.n_eval, repeats=3)
+                evaluator = Evaluator(probe.data.heldout, study.n_eval, repeats=3)
                 out["floor"] = evaluator.floor
             r, steps, curve = train_with_curve(cfg, evaluator, study.eval_every)
             rec = out["runs"].setdefault(key, {"kind": kind, "mu": mu, "steps": steps, "curves": [],
                                                 "final_1step": [], "final_2step": []})
             rec["curves"].append(curve)
-            rec["final_1step"].append(final_eval.w2_ratio(r.sampler(), steps=1))
-            rec["final_2step"].append(final_eval.w2_ratio(r.sampler(), steps=2))
+            rec["final_1step"].append(curve[-1])  # the same evaluation as the curve's last point
+            rec["final_2step"].append(evaluator.w2_ratio(r.sampler(), steps=2))
             if seed == study.seeds[0]:
                 out["samples"][key] = _samples(r)
             x = standardized_heldout(r, study.n_eval, seed)

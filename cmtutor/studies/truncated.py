@@ -13,8 +13,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from cmtutor.config import TrainConfig
 from cmtutor.course import NOTEBOOK_NET, notebook_config
 from cmtutor.studies import Evaluator, fmt, hardware, ordering, verdict
@@ -42,6 +40,9 @@ class Study:
     #: weights and the one-step W2/floor of iCT was 1.96 at step 2000 instead of 1.31 with 0.995 (measured).
     ema_decay: float = 0.995
     net: dict[str, Any] = field(default_factory=lambda: dict(NOTEBOOK_NET))
+    #: a 4x narrower network for the exploratory capacity check: TCM's premise is that truncation frees capacity,
+    #: which may only matter when capacity is short
+    small_net: dict[str, Any] = field(default_factory=lambda: {"hidden": 32, "depth": 2})
 
 
 def stage1_config(study: Study, seed: int = 0, steps: int | None = None) -> TrainConfig:
@@ -68,12 +69,8 @@ def _train(cfg: TrainConfig, teacher: dict[str, Any] | None = None, evaluator: E
         k = logs["step"]
         if evaluator is not None and every and (k % every == 0 or k == cfg.steps):
             steps.append(k)
-            curve.append(evaluator.w2_ratio(run.sampler(), steps=1, seed=k))
+            curve.append(evaluator.w2_ratio(run.sampler(), steps=1, seed=0))  # same noise and held-out points
     return run, steps, curve
-
-
-def _samples(run: Run, steps: int, n: int = 500) -> list[list[float]]:
-    return np.round(run.sampler().sample(n, steps=steps, seed=0).numpy(), 3).tolist()
 
 
 def variants(study: Study) -> list[tuple[str, dict[str, Any]]]:
@@ -88,15 +85,13 @@ def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
     """Train every configuration for every seed; return the JSON-ready results."""
     study = study or Study()
     t0 = time.time()
-    out: dict[str, Any] = {"study": asdict(study), "hardware": hardware(), "runs": {}, "samples": {}, "curves": {}}
+    out: dict[str, Any] = {"study": asdict(study), "hardware": hardware(), "runs": {}, "curves": {}}
     final = curve_eval = None
 
     def record(name: str, r: Run, seed: int) -> None:
         rec = out["runs"].setdefault(name, {"final_1step": [], "final_2step": [], "config": r.cfg.to_dict()})
         rec["final_1step"].append(final.w2_ratio(r.sampler(), steps=1))
         rec["final_2step"].append(final.w2_ratio(r.sampler(), steps=2))
-        if seed == study.seeds[0]:
-            out["samples"][name] = {"1step": _samples(r, 1), "2step": _samples(r, 2)}
         if progress:
             print(f"[truncated] seed {seed} {name}: W2/floor 1-step {rec['final_1step'][-1]:.3f}, "
                   f"2-step {rec['final_2step'][-1]:.3f} ({time.time() - t0:.0f} s)", flush=True)
@@ -105,8 +100,7 @@ def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
         cfg1 = stage1_config(study, seed)
         if final is None:
             probe = build_run(cfg1)
-            final = Evaluator(probe.data.heldout, study.n_eval, repeats=3)
-            curve_eval = Evaluator(probe.data.heldout, study.n_eval, repeats=1)
+            final = curve_eval = Evaluator(probe.data.heldout, study.n_eval, repeats=3)
             out["floor"] = final.floor
         stage1, _, _ = _train(cfg1)
         record("stage1", stage1, seed)
@@ -120,7 +114,29 @@ def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
             if every:
                 c = out["curves"].setdefault(name, {"steps": steps, "w2": []})
                 c["w2"].append(curve)
+    out["capacity"] = run_capacity(study, progress)
     out["seconds"] = time.time() - t0
+    return out
+
+
+def run_capacity(study: Study, progress: bool = False) -> dict[str, Any]:
+    """Exploratory: stage 1, iCT at the same budget and TCM with the study's ``small_net`` (same seeds and steps)."""
+    small = Study(**{**asdict(study), "net": dict(study.small_net)})
+    out: dict[str, Any] = {"net": dict(study.small_net), "runs": {}}
+    final = None
+    for seed in study.seeds:
+        cfg1 = stage1_config(small, seed)
+        stage1, _, _ = _train(cfg1)
+        final = final or Evaluator(stage1.data.heldout, study.n_eval, repeats=3)
+        same, _, _ = _train(stage1_config(small, seed, small.stage1_steps + small.stage2_steps))
+        tcm, _, _ = _train(stage2_config(small, seed), checkpoint_dict(stage1))
+        for name, r in (("stage1", stage1), ("ict_same_budget", same), ("tcm", tcm)):
+            rec = out["runs"].setdefault(name, {"final_1step": [], "final_2step": []})
+            rec["final_1step"].append(final.w2_ratio(r.sampler(), steps=1))
+            rec["final_2step"].append(final.w2_ratio(r.sampler(), steps=2))
+        if progress:
+            print(f"[truncated] capacity check, seed {seed}: " + ", ".join(
+                f"{k} {v['final_1step'][-1]:.3f}" for k, v in out["runs"].items()), flush=True)
     return out
 
 
@@ -129,10 +145,22 @@ def claims(res: dict[str, Any]) -> list[dict[str, str]]:
     runs = res["runs"]
     tcm, base = runs["tcm"], runs["ict_same_budget"]
     parts = [ordering(tcm["final_1step"], base["final_1step"]), ordering(tcm["final_2step"], base["final_2step"])]
-    return [
+    rows = [
         {"claim": "(c) TCM gives better one-step (and two-step) quality than the stage-1 CM at the same total budget",
          "measurement": f"W2/floor 1-step: TCM {fmt(tcm['final_1step'])}, iCT same budget "
                         f"{fmt(base['final_1step'])} (stage 1 alone {fmt(runs['stage1']['final_1step'])}); "
                         f"2-step: TCM {fmt(tcm['final_2step'])}, iCT {fmt(base['final_2step'])}",
          "verdict": verdict(parts), "parts": f"1-step {parts[0]}, 2-step {parts[1]}"},
     ]
+    if "capacity" in res:  # exploratory, reported beside (not instead of) the main verdict
+        cap = res["capacity"]["runs"]
+        t, b = cap["tcm"], cap["ict_same_budget"]
+        p2 = [ordering(t["final_1step"], b["final_1step"]), ordering(t["final_2step"], b["final_2step"])]
+        net = res["capacity"]["net"]
+        rows.append({
+            "claim": f"(c, exploratory) the same with a {net['hidden']}-wide, {net['depth']}-block network",
+            "measurement": f"W2/floor 1-step: TCM {fmt(t['final_1step'])}, iCT same budget {fmt(b['final_1step'])} "
+                           f"(stage 1 alone {fmt(cap['stage1']['final_1step'])}); 2-step: TCM "
+                           f"{fmt(t['final_2step'])}, iCT {fmt(b['final_2step'])}",
+            "verdict": verdict(p2), "parts": f"1-step {p2[0]}, 2-step {p2[1]}"})
+    return rows
