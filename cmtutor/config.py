@@ -62,10 +62,10 @@ class TrainConfig:
 
 #: Per-method overrides of the vector defaults (measured; see module docstring).
 VECTOR_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "diffusion": {},
-    "cd": {},
-    "ct": {},
-    "ict": {},
+    "diffusion": {"steps": 8000},
+    "cd": {"steps": 5000},
+    "ct": {"steps": 8000},
+    "ict": {"steps": 8000},
 }
 # Issue 3 (GC, OT, TCM, Direct CM), chosen by measurement for the 3-minute CPU budget (README, "Measured quality").
 # The sampling EMA is 0.995: with 0.999 a few-thousand-step run still carries 0.999^k of its random initial weights
@@ -89,7 +89,15 @@ def default_config(method: str, data: str, **overrides: Any) -> TrainConfig:
 
     cls = get_method(method)
     base: dict[str, Any] = {"method": method, "data": data, **VECTOR_METHOD_DEFAULTS.get(method, {})}
-    hp = {**cls.default_hparams("vector"), **base.pop("hp", {}), **overrides.pop("hp", {})}
+    defaults = cls.default_hparams("vector")
+    given = overrides.pop("hp", {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        from cmtutor.errors import UserError
+
+        raise UserError(f"unknown hyperparameter(s) for {method}: {', '.join(unknown)}; "
+                        f"known: {', '.join(sorted(defaults)) or 'none'}")
+    hp = {**defaults, **base.pop("hp", {}), **given}
     net = {"kind": "mlp", "hidden": 256, "depth": 3, "emb_dim": 32, "max_freq": 16.0,
            **base.pop("net", {}), **overrides.pop("net", {})}
     return TrainConfig(**{**base, **overrides, "hp": hp, "net": net})

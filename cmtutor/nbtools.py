@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import re
 import sys
 import time
@@ -113,9 +114,12 @@ def execute(path: Path, timeout: int = 1200) -> float:
     import nbformat
     from nbclient import NotebookClient
 
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     nb = nbformat.read(path, as_version=4)
     t0 = time.time()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    # Widget state is not stored: explorers are live only with a running kernel, and the static figure
+    # beside each one is what a reader of the stored notebook sees (it also keeps notebooks small).
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     nbformat.write(normalise(nb), path)
     return time.time() - t0

@@ -32,6 +32,24 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([arg.sin(), arg.cos()], dim=1)
 
 
+class FourierEmbedding(nn.Module):
+    """Random Fourier features [sin(2π·b_k·c), cos(2π·b_k·c)], b_k ~ N(0, scale²) fixed at init.
+
+    With ``scale=16`` this is the noise embedding of the original CM/NCSN++ CIFAR-10 code. Kept here to
+    show (notebook 03, ``tests/test_nets.py``) why cmtutor's 2D default is the low-frequency
+    :class:`SinusoidalEmbedding` instead.
+    """
+
+    def __init__(self, dim: int = 32, scale: float = 16.0, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("b", torch.randn(dim // 2, generator=g) * scale)
+
+    def forward(self, c: Tensor) -> Tensor:
+        arg = 2 * math.pi * c.float()[:, None] * self.b[None, :]
+        return torch.cat([arg.sin(), arg.cos()], dim=1)
+
+
 @dataclass(frozen=True)
 class MLPConfig:
     """Size of :class:`MLP`. Defaults suit 2D toys on a CPU."""
@@ -43,6 +61,9 @@ class MLPConfig:
     max_freq: float = 16.0
     #: inject the time embedding before every layer (True) or only at the input (False)
     time_every_layer: bool = True
+    #: "sinusoidal" (low fixed frequencies, the default) or "fourier" (random, ``fourier_scale``)
+    embedding: str = "sinusoidal"
+    fourier_scale: float = 16.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -59,7 +80,12 @@ class MLP(nn.Module):
         super().__init__()
         self.cfg = cfg
         h = cfg.hidden
-        self.embed = SinusoidalEmbedding(cfg.emb_dim, cfg.max_freq)
+        if cfg.embedding == "sinusoidal":
+            self.embed: nn.Module = SinusoidalEmbedding(cfg.emb_dim, cfg.max_freq)
+        elif cfg.embedding == "fourier":
+            self.embed = FourierEmbedding(cfg.emb_dim, cfg.fourier_scale)
+        else:
+            raise ValueError(f"unknown embedding {cfg.embedding!r}; expected 'sinusoidal' or 'fourier'")
         self.t_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, h), nn.SiLU(), nn.Linear(h, h))
         self.inp = nn.Linear(cfg.dim, h)
         self.t_proj = nn.ModuleList([nn.Linear(h, h) for _ in range(cfg.depth)]) if cfg.time_every_layer else None

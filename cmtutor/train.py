@@ -177,7 +177,12 @@ def build_run(cfg: TrainConfig, data: VectorData | None = None, teacher: dict[st
         teacher_model = teacher_from_checkpoint({"teacher": {"config": teacher["config"], "dim": teacher["dim"],
                                                              "state": _ema_state(teacher)}}).to(device)
         teacher_info = {"config": teacher["config"], "dim": teacher["dim"], "state": _ema_state(teacher)}
-    method = method_cls(cfg.hp, noise, cfg.steps, data.dim)
+    try:
+        method = method_cls(cfg.hp, noise, cfg.steps, data.dim)
+    except (ValueError, KeyError, TypeError) as exc:
+        from cmtutor.errors import UserError
+
+        raise UserError(f"bad hyperparameters for {cfg.method}: {exc}") from None
     if cfg.hp.get("init_from_teacher") and teacher_model is not None:
         model.net.load_state_dict(teacher_model.net.state_dict())
     nets = Nets(model=model, ema=make_ema(model, cfg.ema_decay), teacher=teacher_model)

@@ -165,3 +165,12 @@ def test_evaluate_bad_input(tmp_path: Path, cli_env: dict[str, str]) -> None:
     proc = cli(["evaluate", "--samples", str(tmp_path / "t.npy"), "--data", "moons", "--teacher",
                 str(tmp_path / "missing")], cli_env, check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error:")
+
+
+@pytest.mark.parametrize("hp", ["pairs=sideways", "no_such_knob=1"])
+def test_bad_hyperparameters_exit_2(hp: str, tmp_path: Path, cli_env: dict[str, str]) -> None:
+    out = tmp_path / "out"
+    proc = cli(["train", "--method", "ict", "--data", "moons", "--hp", hp, "--out", str(out), *TINY], cli_env,
+               check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1
+    assert not out.exists()

@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that reproduce the course's measured tables, run as ``python -m cmtutor.benchmarks.<name>``."""
+"""Benchmarks and reproducible studies (each runnable as `python -m cmtutor.benchmarks.<name>`)."""

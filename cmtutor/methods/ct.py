@@ -55,6 +55,10 @@ class ConsistencyTraining(Method):
         super().__init__(hp, noise, total_steps, dim)
         self.distance = get_distance(self.hp["distance"], dim)
         self._grids: dict[int, tuple[Tensor, Tensor]] = {}
+        for key, allowed in (("curriculum", ("adaptive", "doubling")), ("pairs", ("uniform", "lognormal")),
+                             ("weighting", ("uniform", "inv_delta")), ("target", ("ema", "online"))):
+            if self.hp[key] not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {self.hp[key]!r}")
 
     # -- schedule ---------------------------------------------------------------------------------
     def num_scales(self, step: int) -> int:

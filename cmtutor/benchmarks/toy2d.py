@@ -1,0 +1,168 @@
+"""2D quality benchmark through the command line, with its default settings.
+
+    python -m cmtutor.benchmarks.toy2d                      # every built-in set + two .npy sets, all methods
+    python -m cmtutor.benchmarks.toy2d --data moons --methods diffusion ict
+    python -m cmtutor.benchmarks.toy2d --quick              # a smoke run (few steps; numbers meaningless)
+
+For each data set it runs ``python -m cmtutor train`` (default settings: nothing but --method, --data and
+--teacher), ``sample`` (1 and 2 steps for consistency models; the teacher's Heun ODE for diffusion) and
+``evaluate --json``, and reports the wall time of training and W2 / floor, where W2 is measured between
+1000 generated and 1000 held-out points and the floor is the W2 between two independent 1000-point data
+samples (each averaged over 3 draws). The bars come from the project's issues:
+
+* diffusion (Heun PF-ODE) ≤ 1.15× floor; CD one-step ≤ 1.5×; iCT one-step ≤ 1.5×, two-step ≤ 1.3×;
+* every other consistency method one-step ≤ 1.6×; every training run ≤ 180 s on 2 CPU cores.
+
+Besides the built-in sets it writes two ``.npy`` files: ``rings.npy`` (scale about 1) and
+``moons-far.npy`` (moons ×40 shifted by (300, −50): another scale and offset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmtutor.data import TOY_SETS, make_toy
+
+#: (one-step bar, two-step bar or None) per method; methods not listed use DEFAULT_BAR.
+BARS: dict[str, tuple[float, float | None]] = {"diffusion": (1.15, None), "cd": (1.5, None), "ict": (1.5, 1.3)}
+DEFAULT_BAR: tuple[float, float | None] = (1.6, None)
+TIME_BAR_S = 180.0
+
+
+def extra_sets(folder: Path) -> list[str]:
+    """Write the two .npy test sets and return their paths."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    r = np.where(rng.uniform(size=n) < 0.5, 1.0, 2.0)
+    t = rng.uniform(0, 2 * np.pi, n)
+    rings = (np.stack([r * np.cos(t), r * np.sin(t)], 1) + 0.08 * rng.standard_normal((n, 2))) / 1.6
+    far = make_toy("moons", n, seed=11).astype(np.float64) * 40 + np.array([300.0, -50.0])
+    paths = []
+    for name, arr in (("rings.npy", rings), ("moons-far.npy", far)):
+        p = folder / name
+        np.save(p, arr.astype(np.float32))
+        paths.append(str(p))
+    return paths
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return f"{cpu}; {os.cpu_count()} logical CPUs visible; torch {torch.__version__} with {torch.get_num_threads()} threads"
+
+
+@dataclass
+class Row:
+    data: str
+    method: str
+    train_s: float
+    r1: float
+    r2: float | None
+
+    def verdict(self) -> str:
+        b1, b2 = BARS.get(self.method, DEFAULT_BAR)
+        ok = self.r1 <= b1 and (b2 is None or self.r2 is None or self.r2 <= b2) and self.train_s <= TIME_BAR_S
+        return "pass" if ok else "FAIL"
+
+
+def _cli(args: list[str], extra: list[str]) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "cmtutor", *args, *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def _ratio(ckpt: Path, data: str, out: Path, steps: int | None) -> float:
+    args = ["sample", "--ckpt", str(ckpt), "--n", "3000", "--seed", "1", "--out", str(out)]
+    if steps is not None:
+        args += ["--steps", str(steps)]
+    _cli(args, [])
+    res = json.loads(_cli(["evaluate", "--samples", str(out), "--data", data, "--json"], []).stdout)
+    return float(res["w2_ratio"])
+
+
+def run_set(data: str, methods: list[str], work: Path, train_extra: list[str]) -> list[Row]:
+    from cmtutor.methods import get_method
+
+    rows: list[Row] = []
+    ckpts: dict[str, Path] = {}
+    order = sorted(methods, key=lambda m: (get_method(m).requires_teacher, m != "diffusion"))
+    for method in order:
+        cls = get_method(method)
+        out = work / f"{Path(data).stem}-{method}"
+        args = ["train", "--method", method, "--data", data, "--out", str(out), "--quiet"]
+        if cls.requires_teacher:
+            source = next((m for m in cls.teacher_methods if m in ckpts), None)
+            if source is None:
+                print(f"  skip {method}: needs a {'/'.join(cls.teacher_methods)} checkpoint first", flush=True)
+                continue
+            args += ["--teacher", str(ckpts[source])]
+        t0 = time.time()
+        _cli(args, train_extra)
+        train_s = time.time() - t0
+        ckpts[method] = out / "checkpoint.pt"
+        if cls.ode_sampling:
+            r1, r2 = _ratio(ckpts[method], data, out / "samples.npy", None), None
+        else:
+            r1 = _ratio(ckpts[method], data, out / "samples1.npy", 1)
+            r2 = _ratio(ckpts[method], data, out / "samples2.npy", 2)
+        row = Row(Path(data).name, method, train_s, r1, r2)
+        rows.append(row)
+        two = f"{r2:.2f}" if r2 is not None else "  - "
+        print(f"  {row.data:<14} {method:<10} train {train_s:6.1f} s   W2/floor 1-step {r1:.2f}  2-step {two}"
+              f"   {row.verdict()}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cmtutor.methods import METHODS
+
+    p = argparse.ArgumentParser(prog="python -m cmtutor.benchmarks.toy2d", description=__doc__.split("\n")[0])
+    p.add_argument("--data", nargs="*", help="data sets (default: every built-in set and two .npy files)")
+    p.add_argument("--methods", nargs="*", default=list(METHODS), help="methods (default: all)")
+    p.add_argument("--out", default="runs/toy2d", help="work folder (checkpoints, samples, results.json)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 30 steps and a tiny network")
+    args = p.parse_args(argv)
+
+    work = Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    data = args.data or [*TOY_SETS, *extra_sets(work)]
+    extra = ["--steps", "30", "--set", 'net={"hidden": 32, "depth": 2}'] if args.quick else []
+    print("command:  python -m cmtutor.benchmarks.toy2d " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print(f"hardware: {hardware()}")
+    print(f"date:     {time.strftime('%Y-%m-%d %H:%M')}")
+    print("bars:     diffusion <= 1.15, cd 1-step <= 1.5, ict 1-step <= 1.5 and 2-step <= 1.3, "
+          f"others 1-step <= 1.6; training <= {TIME_BAR_S:.0f} s\n", flush=True)
+    rows: list[Row] = []
+    for d in data:
+        rows += run_set(d, args.methods, work, extra)
+    results: list[dict[str, Any]] = [{**r.__dict__, "verdict": r.verdict()} for r in rows]
+    (work / "results.json").write_text(json.dumps({"hardware": hardware(), "quick": args.quick,
+                                                   "rows": results}, indent=2))
+    failed = [r for r in rows if r.verdict() != "pass"]
+    print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
