@@ -191,6 +191,7 @@ def test_tcm_starts_as_stage_one_and_samples_piecewise() -> None:
     with torch.no_grad():
         run.nets.ema.module.net.out.bias.add_(1.0)  # make the student differ from stage 1
     sampler = run.sampler()
+    assert isinstance(sampler.network, TruncatedConsistency) and sampler.network.t_prime == 1.0
     z = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
     one = sampler.sample_standardized(200, steps=1, seed=0)
     assert torch.allclose(one, run.nets.ema.module(z * 10.0, torch.full((200,), 10.0)), atol=1e-5)
