@@ -54,7 +54,7 @@ def save_results(name: str, results: dict[str, Any], folder: Path | None = None)
     path = results_path(name, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_rounded(results), indent=1, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(_rounded(results), separators=(",", ":"), sort_keys=True) + "\n")
     tmp.replace(path)
     return path
 
