@@ -71,6 +71,12 @@ class Sampler:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def network(self) -> nn.Module:
+        """The function that sampling evaluates: the model itself, or for TCM the piecewise f (the student
+        for σ ≥ t', the frozen stage-1 model below; see :meth:`cmtutor.methods.Method.sampling_network`)."""
+        return self.method.sampling_network(self.model, self.teacher, self.cfg.hp)
+
     def default_steps(self) -> int:
         return DEFAULT_ODE_STEPS if self.method.ode_sampling else 1
 
@@ -99,7 +105,7 @@ class Sampler:
             if self.method.ode_sampling:
                 return sample_ode(self.model, z, self.noise.sigma_min, self.noise.sigma_max, steps=steps)
             levels = sigmas or cm_sigmas(steps, self.noise.sigma_max, self.cfg.two_step_sigma)
-            return consistency_sample(self.model, z, levels, self.noise.sigma_min, generator=gen)
+            return consistency_sample(self.network, z, levels, self.noise.sigma_min, generator=gen)
         finally:
             self.model.train(was_training)
 

@@ -179,6 +179,9 @@ def build_run(cfg: TrainConfig, data: Any = None, teacher: dict[str, Any] | None
     if teacher is not None:
         standardizer = scaler_from_dict(teacher["standardizer"])
         cfg.noise = dict(teacher["config"]["noise"])
+        if cfg.hp.get("init_from_teacher"):  # the student copies the teacher's weights: same network
+            cfg.net = dict(teacher["config"]["net"])
+        cfg.hp = method_cls.adapt_to_teacher(dict(cfg.hp), teacher["config"], flat_dim(teacher["dim"]))
         if tuple(np.atleast_1d(teacher["dim"])) != tuple(np.atleast_1d(data.dim)):
             from cmtutor.errors import UserError
 

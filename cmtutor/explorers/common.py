@@ -36,7 +36,7 @@ def samples_per_step(sampler: Any, n: int, max_steps: int, seed: int) -> list[np
                 else:
                     levels = cm_sigmas(k, noise.sigma_max, sampler.cfg.two_step_sigma)
                     gen = torch.Generator(device=sampler.device).manual_seed(seed + 1)
-                    x = consistency_sample(model, z, levels, noise.sigma_min, generator=gen)
+                    x = consistency_sample(sampler.network, z, levels, noise.sigma_min, generator=gen)
                 out.append(x.cpu().numpy())  # type: ignore[union-attr]
     finally:
         model.train(was_training)
@@ -84,11 +84,11 @@ def per_sigma_reference(teacher: Any, x_data: np.ndarray, levels: Sequence[float
 def per_sigma_error(sampler: Any, levels: Sequence[float], starts: list[np.ndarray], ends: list[np.ndarray]
                     ) -> list[float]:
     """ODE error of one consistency step f(x_σ, σ) against the teacher's solution, at each σ."""
-    model = sampler.model
+    model = sampler.network.eval()  # for TCM, the piecewise f: the frozen stage-1 model below t'
     errs = []
     with torch.no_grad():
         for s, x_s, ref in zip(levels, starts, ends):
             x = torch.as_tensor(x_s, device=sampler.device)
-            f = model.eval()(x, torch.full((len(x),), float(s), device=sampler.device))
+            f = model(x, torch.full((len(x),), float(s), device=sampler.device))
             errs.append(ode_error(f.cpu().numpy(), ref))
     return errs

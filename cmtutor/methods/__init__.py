@@ -5,11 +5,15 @@ from __future__ import annotations
 from cmtutor.errors import UserError
 from cmtutor.methods.base import Method, Nets, consistency_step
 from cmtutor.methods.cd import ConsistencyDistillation
+from cmtutor.methods.coupling import GeneratorCoupling, OTCoupling
 from cmtutor.methods.ct import ConsistencyTraining, ConsistencyTrainingCT
 from cmtutor.methods.diffusion import Diffusion
+from cmtutor.methods.direct import DirectCM
+from cmtutor.methods.tcm import TruncatedCM
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (Diffusion, ConsistencyDistillation, ConsistencyTrainingCT, ConsistencyTraining)
+    m.name: m for m in (Diffusion, ConsistencyDistillation, ConsistencyTrainingCT, ConsistencyTraining,
+                        GeneratorCoupling, OTCoupling, TruncatedCM, DirectCM)
 }
 
 

@@ -100,6 +100,16 @@ class Method:
         """Method hyperparameters for ``"vector"`` or ``"image"`` data (overridable)."""
         return {}
 
+    @classmethod
+    def adapt_to_teacher(cls, hp: dict[str, Any], teacher_cfg: dict[str, Any], dim: int) -> dict[str, Any]:
+        """Hyperparameters completed from the ``--teacher`` run's config (default: unchanged)."""
+        return hp
+
+    @classmethod
+    def sampling_network(cls, model: nn.Module, teacher: nn.Module | None, hp: dict[str, Any]) -> nn.Module:
+        """The network to sample with (default: the model itself; TCM: student above t', stage 1 below)."""
+        return model
+
     def uses_target_network(self) -> bool:
         return False
 
