@@ -3,6 +3,7 @@
     python -m cmtutor.benchmarks.toy2d                      # every built-in set + two .npy sets, all methods
     python -m cmtutor.benchmarks.toy2d --data moons --methods diffusion ict
     python -m cmtutor.benchmarks.toy2d --quick              # a smoke run (few steps; numbers meaningless)
+    python -m cmtutor.benchmarks.toy2d --jobs 7 --threads 2 # 7 trainings at a time, 2 CPU threads each
 
 For each data set it runs ``python -m cmtutor train`` (default settings: nothing but --method, --data and
 --teacher), ``sample`` (1 and 2 steps for consistency models; the teacher's Heun ODE for diffusion) and
@@ -14,7 +15,13 @@ samples (each averaged over 3 draws). The bars come from the project's issues:
 * every other consistency method one-step ≤ 1.6×; every training run ≤ 180 s on 2 CPU cores.
 
 Besides the built-in sets it writes two ``.npy`` files: ``rings.npy`` (scale about 1) and
-``moons-far.npy`` (moons ×40 shifted by (300, −50): another scale and offset).
+``moons-far.npy`` (moons ×40 shifted by (300, −50): another scale and offset); ``--data rings moons-far``
+selects them by name.
+
+With ``--jobs N`` several trainings run at once (a method waits for its teacher's run on the same set);
+each command-line process gets ``--threads`` CPU threads (``OMP_NUM_THREADS``), so on a machine with
+``N × threads`` free cores each training still sees the 2 cores of the runtime bar. ``results.json`` is
+rewritten after every finished row, so an interrupted benchmark keeps what it measured.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,9 +93,16 @@ class Row:
         return "pass" if ok else "FAIL"
 
 
+#: CPU threads of each command-line process (None: torch's default); set by ``--threads``.
+THREADS: int | None = None
+
+
 def _cli(args: list[str], extra: list[str]) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "cmtutor", *args, *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if THREADS is not None:
+        env.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
     return proc
@@ -101,36 +117,73 @@ def _ratio(ckpt: Path, data: str, out: Path, steps: int | None) -> float:
     return float(res["w2_ratio"])
 
 
-def run_set(data: str, methods: list[str], work: Path, train_extra: list[str]) -> list[Row]:
+def run_one(data: str, method: str, work: Path, train_extra: list[str], teacher: Path | None) -> Row:
+    """Train one method on one set through the command line, then measure W2 / floor (1 and 2 steps)."""
     from cmtutor.methods import get_method
 
-    rows: list[Row] = []
-    ckpts: dict[str, Path] = {}
+    cls = get_method(method)
+    out = work / f"{Path(data).stem}-{method}"
+    args = ["train", "--method", method, "--data", data, "--out", str(out), "--quiet"]
+    if teacher is not None:
+        args += ["--teacher", str(teacher)]
+    t0 = time.time()
+    _cli(args, train_extra)
+    train_s = time.time() - t0
+    ckpt = out / "checkpoint.pt"
+    if cls.ode_sampling:
+        r1, r2 = _ratio(ckpt, data, out / "samples.npy", None), None
+    else:
+        r1 = _ratio(ckpt, data, out / "samples1.npy", 1)
+        r2 = _ratio(ckpt, data, out / "samples2.npy", 2)
+    return Row(Path(data).name, method, train_s, r1, r2)
+
+
+def _print_row(row: Row) -> None:
+    two = f"{row.r2:.2f}" if row.r2 is not None else "  - "
+    print(f"  {row.data:<14} {row.method:<10} train {row.train_s:6.1f} s   W2/floor 1-step {row.r1:.2f}  "
+          f"2-step {two}   {row.verdict()}", flush=True)
+
+
+def run_all(data: list[str], methods: list[str], work: Path, train_extra: list[str], jobs: int = 1,
+            on_row: Any = None) -> list[Row]:
+    """Every (set, method) pair; teachers first, at most ``jobs`` trainings at a time.
+
+    A method that learns from a teacher (CD, Direct CM: the diffusion run; TCM: the iCT/CT run) waits for
+    that run on the same set; without one among ``methods`` it is skipped with a message."""
+    from cmtutor.methods import get_method
+
     order = sorted(methods, key=lambda m: (get_method(m).requires_teacher, m != "diffusion"))
-    for method in order:
+    rows: list[Row] = []
+    lock = threading.Lock()
+    futures: dict[tuple[str, str], Future[Row]] = {}
+
+    def task(d: str, method: str) -> Row:
         cls = get_method(method)
-        out = work / f"{Path(data).stem}-{method}"
-        args = ["train", "--method", method, "--data", data, "--out", str(out), "--quiet"]
+        teacher = None
         if cls.requires_teacher:
-            source = next((m for m in cls.teacher_methods if m in ckpts), None)
-            if source is None:
-                print(f"  skip {method}: needs a {'/'.join(cls.teacher_methods)} checkpoint first", flush=True)
-                continue
-            args += ["--teacher", str(ckpts[source])]
-        t0 = time.time()
-        _cli(args, train_extra)
-        train_s = time.time() - t0
-        ckpts[method] = out / "checkpoint.pt"
-        if cls.ode_sampling:
-            r1, r2 = _ratio(ckpts[method], data, out / "samples.npy", None), None
-        else:
-            r1 = _ratio(ckpts[method], data, out / "samples1.npy", 1)
-            r2 = _ratio(ckpts[method], data, out / "samples2.npy", 2)
-        row = Row(Path(data).name, method, train_s, r1, r2)
-        rows.append(row)
-        two = f"{r2:.2f}" if r2 is not None else "  - "
-        print(f"  {row.data:<14} {method:<10} train {train_s:6.1f} s   W2/floor 1-step {r1:.2f}  2-step {two}"
-              f"   {row.verdict()}", flush=True)
+            source = next(m for m in cls.teacher_methods if (d, m) in futures)
+            futures[(d, source)].result()  # raises if the teacher's run failed
+            teacher = work / f"{Path(d).stem}-{source}" / "checkpoint.pt"
+        row = run_one(d, method, work, train_extra, teacher)
+        with lock:
+            rows.append(row)
+            _print_row(row)
+            if on_row is not None:
+                on_row(rows)
+        return row
+
+    # Teachers are submitted before their students, so a waiting student never blocks its own teacher.
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for method in order:
+            cls = get_method(method)
+            for d in data:
+                if cls.requires_teacher and not any((d, m) in futures for m in cls.teacher_methods):
+                    print(f"  skip {method} on {Path(d).name}: needs a {'/'.join(cls.teacher_methods)} "
+                          "run first", flush=True)
+                    continue
+                futures[(d, method)] = pool.submit(task, d, method)
+        for f in futures.values():
+            f.result()
     return rows
 
 
@@ -142,23 +195,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="*", default=list(METHODS), help="methods (default: all)")
     p.add_argument("--out", default="runs/toy2d", help="work folder (checkpoints, samples, results.json)")
     p.add_argument("--quick", action="store_true", help="smoke run: 30 steps and a tiny network")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at a time (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of each training process (OMP_NUM_THREADS; default: torch's choice)")
     args = p.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
 
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    data = args.data or [*TOY_SETS, *extra_sets(work)]
+    extras = dict(zip(("rings", "moons-far"), extra_sets(work)))
+    data = [extras.get(d, d) for d in args.data] if args.data else [*TOY_SETS, *extras.values()]
     extra = ["--steps", "30", "--set", 'net={"hidden": 32, "depth": 2}'] if args.quick else []
     print("command:  python -m cmtutor.benchmarks.toy2d " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"hardware: {hardware()}")
     print(f"date:     {time.strftime('%Y-%m-%d %H:%M')}")
     print("bars:     diffusion <= 1.15, cd 1-step <= 1.5, ict 1-step <= 1.5 and 2-step <= 1.3, "
           f"others 1-step <= 1.6; training <= {TIME_BAR_S:.0f} s\n", flush=True)
-    rows: list[Row] = []
-    for d in data:
-        rows += run_set(d, args.methods, work, extra)
-    results: list[dict[str, Any]] = [{**r.__dict__, "verdict": r.verdict()} for r in rows]
-    (work / "results.json").write_text(json.dumps({"hardware": hardware(), "quick": args.quick,
-                                                   "rows": results}, indent=2))
+    print(f"parallel: {args.jobs} training(s) at a time, {args.threads or 'default'} thread(s) each\n", flush=True)
+
+    def save(rows: list[Row]) -> None:
+        results = [{**r.__dict__, "verdict": r.verdict()} for r in rows]
+        (work / "results.json").write_text(json.dumps({"hardware": hardware(), "quick": args.quick,
+                                                       "jobs": args.jobs, "threads": args.threads,
+                                                       "rows": results}, indent=2))
+
+    rows = run_all(data, args.methods, work, extra, args.jobs, on_row=save)
+    save(rows)
     failed = [r for r in rows if r.verdict() != "pass"]
     print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
     return 0
