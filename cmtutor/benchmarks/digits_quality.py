@@ -19,8 +19,10 @@ digits scored the same way). 32 samples per setting are stored (uint8 bytes as h
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1: CPU seconds comparable across methods)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(DIGITS_RESULTS))
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other methods' rows of an existing --out file measured with the same budget "
+                        "(their command, machine and date are kept beside them)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -50,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(), "budget": {"steps": args.steps, "batch_size": args.batch_size, "threads": args.threads},
         "quality": protocol(n_eval), "floor": fd_digits_floor(n_eval), "methods": {}}
     say(f"FD-digits floor (real digits, n={n_eval}): {report['floor']:.2f}")
+    if args.merge and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        if old.get("budget") != report["budget"]:
+            raise SystemExit(f"error: {args.out} was measured with budget {old.get('budget')}, not "
+                             f"{report['budget']}; rows of different budgets are not comparable")
+        for m, entry in old["methods"].items():
+            if m not in args.methods:
+                entry.setdefault("measured_by", {"command": old["command"], "machine": old["machine"]})
+                report["methods"][m] = entry
     runs: dict[str, Any] = {}
 
     def train(m: str) -> Any:
