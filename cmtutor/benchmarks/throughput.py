@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import shlex
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -178,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-n", type=int, help="images for the sampling-speed run (GPU default 50000)")
     p.add_argument("--budget-s", type=float, default=540.0, help="start no new configuration after this many seconds")
     p.add_argument("--no-flops", action="store_true")
+    p.add_argument("--no-sampling", action="store_true", help="skip the one-step sampling-speed run")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other methods' rows (and the sampling run) of an existing --out file measured "
+                        "on the same device, precision and network, each with the command and machine that made it")
     args = p.parse_args(argv)
 
     device = "cuda" if gpu else "cpu"
@@ -203,6 +209,18 @@ def main(argv: list[str] | None = None) -> int:
                               "machine": info, "data": source, "cifar10_search": found, "device": device,
                               "precision": precision, "net": args.net, "peak_tflops": args.peak_tflops if gpu else None,
                               "warmup_steps": warmup, "timed_steps": steps, "training": [], "flops": {}, "sampling": None}
+    if args.merge and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        same = {k: old.get(k) for k in ("device", "precision", "net")} == {k: report[k] for k in ("device", "precision", "net")}
+        if not same:
+            raise SystemExit(f"error: {args.out} holds {old.get('device')}/{old.get('precision')}/{old.get('net')} "
+                             f"measurements; --merge needs the same device, precision and network")
+        by = {"command": old["command"], "machine": old["machine"]}
+        report["training"] = [{**e, "measured_by": e.get("measured_by", by)} for e in old.get("training", [])
+                              if e["method"] not in args.methods]
+        report["flops"] = {k: v for k, v in old.get("flops", {}).items() if k not in args.methods}
+        if args.no_sampling and old.get("sampling"):
+            report["sampling"] = {**old["sampling"], "measured_by": old["sampling"].get("measured_by", by)}
     write_json(args.out, report)
 
     def over_budget() -> bool:
@@ -257,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                     torch.cuda.empty_cache()
                 write_json(args.out, report)
 
-    if not over_budget():
+    if not over_budget() and not args.no_sampling:
         try:
             report["sampling"] = time_sampling(data, sample_n, 1000 if gpu else 16, device, precision, args.net)
             s = report["sampling"]
