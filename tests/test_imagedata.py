@@ -199,3 +199,22 @@ def test_throughput_benchmark_runs_and_reports(tmp_path: Path, monkeypatch: pyte
     rows = {e["method"]: e for e in r["training"]}
     assert rows["ict"]["images_per_s"] > 0 and "error" not in rows["cd"] and "peak_rss_mb" in rows["ict"]
     assert r["sampling"]["images"] == 4 and r["sampling"]["extrapolated"]
+
+
+def test_throughput_merge_keeps_other_methods_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmtutor.benchmarks import throughput
+
+    monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path / "data"))
+    out = tmp_path / "t.json"
+    common = ["--net", "tiny", "--batch-sizes", "2", "--steps", "1", "--warmup", "1", "--out", str(out)]
+    assert throughput.main([*common, "--methods", "ict", "--sample-n", "4"]) == 0
+    first = json.loads(out.read_text())
+    assert throughput.main([*common, "--methods", "gc", "--no-sampling", "--merge"]) == 0
+    merged = json.loads(out.read_text())
+    rows = {e["method"]: e for e in merged["training"]}
+    assert set(rows) == {"ict", "gc"} and rows["ict"]["measured_by"]["command"] == first["command"]
+    assert "measured_by" not in rows["gc"] and rows["gc"]["images_per_s"] > 0
+    assert merged["flops"]["ict"] == first["flops"]["ict"] and merged["flops"]["gc"] > 0
+    assert merged["sampling"]["images"] == 4 and merged["sampling"]["measured_by"]["command"] == first["command"]
+    with pytest.raises(SystemExit, match="same device"):  # rows of another network are not mixed in
+        throughput.main(["--net", "small", "--methods", "ot", "--merge", "--out", str(out)])
