@@ -82,6 +82,17 @@ def test_run_grid_one_axis(runs: dict[str, Any]) -> None:
     _moved_changes_figure(ex, "t'")
 
 
+def test_run_grid_static_rows_and_labels(runs: dict[str, Any]) -> None:
+    grid = {("iCT", 0.0): runs["ict"].sampler("raw"), ("iCT", 0.9): runs["ict"], ("CD", 0.9): runs["cd"]}
+    static = [{"model": "CD", "EMA decay": 0.9}, {"model": "iCT", "EMA decay": 0.0},
+              {"model": "iCT", "EMA decay": 0.9}]
+    ex = explorers.run_grid(grid, axes=("model", "EMA decay"), n=32, static=static, labels={0.0: "0 (raw)"})
+    assert ex.static_settings == static
+    assert [o[0] for o in ex.controls["EMA decay"].options] == ["0 (raw)", "0.9"]
+    _static_has_a_row_per_setting(ex)
+    _moved_changes_figure(ex, "EMA decay")
+
+
 def test_ode_error(runs: dict[str, Any]) -> None:
     ex = explorers.ode_error({"CD": runs["cd"], "Direct CM": runs["ict"]}, teacher=runs["teacher"], n=64)
     _moved_changes_figure(ex, "model")
@@ -213,6 +224,16 @@ def test_one_sample_targets_scatter_around_the_euler_step() -> None:
     var = ((hi - lo) / hi) ** 2 * float(posterior_variance(x_hi[None], hi, data)[0])
     assert torch.allclose(t.mean(0), mean, atol=0.01)
     assert float(t.var(0).sum()) == pytest.approx(var, rel=0.05)
+
+
+def test_fast_posterior_mean_is_the_ideal_denoiser() -> None:
+    from cmtutor.explorers.discretisation import FastPosteriorMean
+    from cmtutor.posterior import IdealDenoiser
+
+    g = torch.Generator().manual_seed(4)
+    data, x = torch.randn(300, 2, generator=g, dtype=torch.float64), torch.randn(50, 2, generator=g, dtype=torch.float64)
+    for sigma in (0.01, 0.5, 10.0):
+        assert torch.allclose(FastPosteriorMean(data)(3 * x, sigma), IdealDenoiser(data)(3 * x, sigma), atol=1e-10)
 
 
 def test_discretisation_explorer() -> None:

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from cmtutor.explorers.base import Explorer, fmt, selection, style
 from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
-from cmtutor.posterior import IdealDenoiser, posterior_variance, posterior_weights
+from cmtutor.posterior import posterior_variance, posterior_weights
 from cmtutor.precond import NoiseConfig
 from cmtutor.samplers import ode_step, sampling_sigmas, solve_ode
 from cmtutor.schedules import karras_sigmas, lognormal_pair_probs
@@ -101,6 +101,21 @@ def one_sample_targets(x_hi: Tensor, sigma_hi: float, sigma_lo: float, data: Ten
     return x + sigma_lo * (x_hi - x) / sigma_hi
 
 
+class FastPosteriorMean:
+    """D*(x, σ) for a scalar σ: :class:`cmtutor.posterior.IdealDenoiser` as one fused softmax (no chunking).
+
+    The explorer evaluates D* a few thousand times on small batches, where IdealDenoiser's per-call overhead
+    dominates; this gives the same values (a unit test checks it) in about half the time.
+    """
+
+    def __init__(self, data: Tensor) -> None:
+        self.data = data
+
+    def __call__(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        d2 = torch.cdist(x, self.data).pow_(2)
+        return torch.softmax(d2.mul_(-0.5 / float(sigma) ** 2), dim=1) @ self.data
+
+
 def _box_limits(ax: Axes, points: np.ndarray, pad: float = 0.15) -> None:
     """Equal aspect and limits covering every one of ``points`` (a zoom on one pair)."""
     lo, hi = points.min(0), points.max(0)
@@ -122,8 +137,8 @@ def _as_points(data: Any) -> Tensor:
 
 
 def discretisation(data: Any, noise: NoiseConfig | None = None, sizes: Sequence[int] = DEFAULT_SIZES,
-                   sigmas: Sequence[float] = DEFAULT_SIGMAS, n_data: int = 400, n_points: int = 64,
-                   n_chain: int = 96, n_targets: int = 200, seed: int = 0) -> Explorer:
+                   sigmas: Sequence[float] = DEFAULT_SIGMAS, n_data: int = 300, n_points: int = 64,
+                   n_chain: int = 64, n_targets: int = 200, seed: int = 0) -> Explorer:
     """The grid size N of CT/iCT: biased targets for small N, a weak per-pair signal for large N (notebook 03).
 
     data: data points in model (standardised) coordinates [N, D], or a ``Run`` (its training data and noise
@@ -150,7 +165,7 @@ def discretisation(data: Any, noise: NoiseConfig | None = None, sizes: Sequence[
     x_clean = sub[torch.randint(len(sub), (n_points,), generator=g)]
     z = torch.randn(n_points, sub.shape[1], generator=g, dtype=torch.float64)
     z_chain = torch.randn(n_chain, sub.shape[1], generator=g, dtype=torch.float64)
-    den = IdealDenoiser(sub)
+    den = FastPosteriorMean(sub)
 
     def variance(x: Tensor, s: float) -> Tensor:
         return posterior_variance(x, s, sub)
@@ -176,7 +191,7 @@ def discretisation(data: Any, noise: NoiseConfig | None = None, sizes: Sequence[
         x_max = noise.sigma_max * z_chain
         reference = solve_ode(den, x_max, sampling_sigmas(256, noise.sigma_min, noise.sigma_max, noise.rho), "heun")
         # single precision for the chains: their errors are far above its rounding, and it halves the time
-        den32, x32 = IdealDenoiser(sub.float()), x_max.float()
+        den32, x32 = FastPosteriorMean(sub.float()), x_max.float()
         chains = {n: expected_ct_chain(den32, x32, grid).numpy() for n, grid in grids.items()}
     ref_np = reference.numpy()  # type: ignore[union-attr]
     chain_err = {n: float(((c - ref_np) ** 2).sum(1).mean()) for n, c in chains.items()}
