@@ -246,3 +246,19 @@ def test_discretisation_explorer() -> None:
     _static_has_a_row_per_setting(ex)
     with pytest.raises(ValueError):
         explorers.discretisation(x, sizes=(1, 5))
+
+
+def test_explorers_compute_on_one_thread_and_restore_the_setting() -> None:
+    from cmtutor.explorers.base import single_threaded
+
+    seen = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        single_threaded(lambda: seen.append(torch.get_num_threads()))()
+        assert seen == [1] and torch.get_num_threads() == 2
+        with pytest.raises(ValueError):
+            single_threaded(lambda: (_ for _ in ()).throw(ValueError("boom")))()
+        assert torch.get_num_threads() == 2  # restored after an error too
+    finally:
+        torch.set_num_threads(threads)

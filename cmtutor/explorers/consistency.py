@@ -18,8 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
 from cmtutor.explorers import common
-from cmtutor.explorers.base import (Explorer, as_sampler, dropdown, fmt, reference_data, style,
-                                    selection)
+from cmtutor.explorers.base import (Explorer, as_sampler, dropdown, fmt, reference_data, selection,
+                                    single_threaded, style)
 from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
 
 
@@ -38,6 +38,7 @@ def _draw_samples(ax: Axes, x_data: np.ndarray, steps_out: list[np.ndarray], k: 
     ax.set_title(title, fontsize=9)
 
 
+@single_threaded
 def consistency_sampling(models: Mapping[str, Any], data: Any | None = None, max_steps: int = 4, n: int = 500,
                          seed: int = 0, left: str | None = None, right: str | None = None) -> Explorer:
     """Two trained models side by side, sampled in K = 1 … ``max_steps`` consistency steps (notebooks 02/03).
@@ -94,6 +95,7 @@ def _label(v: Any, labels: Mapping[Any, str] | None = None) -> str:
     return fmt(v) if isinstance(v, float) else str(v)
 
 
+@single_threaded
 def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = None,
              steps: Sequence[int] = (1, 2), teacher: Any | None = None, mark_sigma: str | None = None,
              n: int = 500, seed: int = 0, title: str = "Trained runs over a grid of settings",

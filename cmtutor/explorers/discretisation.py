@@ -36,7 +36,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from torch import Tensor
 
-from cmtutor.explorers.base import Explorer, fmt, selection, style
+from cmtutor.explorers.base import Explorer, fmt, selection, single_threaded, style
 from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
 from cmtutor.posterior import posterior_variance, posterior_weights
 from cmtutor.precond import NoiseConfig
@@ -136,6 +136,7 @@ def _as_points(data: Any) -> Tensor:
     return x
 
 
+@single_threaded
 def discretisation(data: Any, noise: NoiseConfig | None = None, sizes: Sequence[int] = DEFAULT_SIZES,
                    sigmas: Sequence[float] = DEFAULT_SIGMAS, n_data: int = 300, n_points: int = 64,
                    n_chain: int = 64, n_targets: int = 200, seed: int = 0) -> Explorer:
