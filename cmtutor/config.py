@@ -33,6 +33,8 @@ class TrainConfig:
     log_every: int = 100
     eval_every: int = 0
     ema_decay: float = 0.999
+    #: further sampling EMAs kept beside ``ema_decay`` (e.g. ``[0.9, 0.999]``), to compare decays in one run
+    extra_ema_decays: list[float] = field(default_factory=list)
     warmup_steps: int = 200
     lr_decay: str = "cosine"
     grad_clip: float = 1.0
@@ -54,7 +56,10 @@ class TrainConfig:
     sample_every: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["extra_ema_decays"]:  # so runs without extra EMAs keep their config (and cache key) as before
+            del d["extra_ema_decays"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -115,11 +115,20 @@ class Run:
         idx = torch.randint(0, self.train_x.shape[0], (self.local_batch,), device=self.device)
         return self.train_x[idx]
 
-    def sampler(self, weights: str = "ema") -> Any:
-        """A :class:`cmtutor.sampling.Sampler` of the current weights (EMA by default)."""
+    def sampler(self, weights: str = "ema", ema_decay: float | None = None) -> Any:
+        """A :class:`cmtutor.sampling.Sampler` of the current weights (EMA by default).
+
+        ``ema_decay`` picks one of the run's sampling EMAs by its decay (``cfg.ema_decay`` or one of
+        ``cfg.extra_ema_decays``); None is the main EMA.
+        """
         from cmtutor.sampling import Sampler
 
         model = self.nets.ema.module if weights == "ema" else self.nets.model
+        if weights == "ema" and ema_decay is not None and ema_decay != self.cfg.ema_decay:
+            if ema_decay not in self.nets.extra_emas:
+                kept = [self.cfg.ema_decay, *self.nets.extra_emas]
+                raise ValueError(f"this run keeps no EMA with decay {ema_decay}; it keeps {kept}")
+            model = self.nets.extra_emas[ema_decay].module
         return Sampler(model, self.cfg, self.standardizer, self.dim, teacher=self.nets.teacher)
 
 
@@ -227,7 +236,8 @@ def build_run(cfg: TrainConfig, data: Any = None, teacher: dict[str, Any] | None
         raise UserError(f"bad hyperparameters for {cfg.method}: {exc}") from None
     if cfg.hp.get("init_from_teacher") and teacher_model is not None:
         model.net.load_state_dict(teacher_model.net.state_dict())
-    nets = Nets(model=model, ema=make_ema(model, cfg.ema_decay), teacher=teacher_model)
+    nets = Nets(model=model, ema=make_ema(model, cfg.ema_decay), teacher=teacher_model,
+                extra_emas={float(d): make_ema(model, float(d)).eval() for d in cfg.extra_ema_decays})
     if method.uses_target_network():
         nets.target = make_ema(model, method.target_decay(0))
     nets.ema.eval()
@@ -277,6 +287,8 @@ def train_steps(run: Run, until: int | None = None) -> Iterator[dict[str, Any]]:
         opt.step()
         run.scheduler.step()
         ema_update(nets.ema, model)
+        for extra in nets.extra_emas.values():
+            ema_update(extra, model)
         run.method.after_step(nets, run.step)
         run.step += 1
         yield {"step": run.step, "lr": lr, **logs}
@@ -334,6 +346,7 @@ def checkpoint_dict(run: Run) -> dict[str, Any]:
         "step": run.step,
         "model": state_dict_of(nets.model),
         "ema": nets.ema.state_dict(),
+        "extra_emas": {repr(d): e.state_dict() for d, e in nets.extra_emas.items()},
         "target": nets.target.state_dict() if nets.target is not None else None,
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
@@ -376,6 +389,8 @@ def resume_run(ckpt: dict[str, Any], device: str | None = None) -> Run:
 
     unwrap(run.nets.model).load_state_dict(ckpt["model"])
     run.nets.ema.load_state_dict(ckpt["ema"])
+    for d, state in ckpt.get("extra_emas", {}).items():
+        run.nets.extra_emas[float(d)].load_state_dict(state)
     if run.nets.target is not None and ckpt["target"] is not None:
         run.nets.target.load_state_dict(ckpt["target"])
     run.optimizer.load_state_dict(ckpt["optimizer"])

@@ -82,6 +82,17 @@ def test_run_grid_one_axis(runs: dict[str, Any]) -> None:
     _moved_changes_figure(ex, "t'")
 
 
+def test_run_grid_static_rows_and_labels(runs: dict[str, Any]) -> None:
+    grid = {("iCT", 0.0): runs["ict"].sampler("raw"), ("iCT", 0.9): runs["ict"], ("CD", 0.9): runs["cd"]}
+    static = [{"model": "CD", "EMA decay": 0.9}, {"model": "iCT", "EMA decay": 0.0},
+              {"model": "iCT", "EMA decay": 0.9}]
+    ex = explorers.run_grid(grid, axes=("model", "EMA decay"), n=32, static=static, labels={0.0: "0 (raw)"})
+    assert ex.static_settings == static
+    assert [o[0] for o in ex.controls["EMA decay"].options] == ["0 (raw)", "0.9"]
+    _static_has_a_row_per_setting(ex)
+    _moved_changes_figure(ex, "EMA decay")
+
+
 def test_ode_error(runs: dict[str, Any]) -> None:
     ex = explorers.ode_error({"CD": runs["cd"], "Direct CM": runs["ict"]}, teacher=runs["teacher"], n=64)
     _moved_changes_figure(ex, "model")
@@ -134,3 +145,120 @@ def test_generator_coupling_mixes_a_share_mu_and_keeps_the_noise() -> None:
     costs = {mu: float(((explorers.generator_coupling(Shift(), x, z, 0.5, mu, u)[0] - z) ** 2).sum(1).mean())
              for mu in (0.0, 1.0)}
     assert np.isfinite(list(costs.values())).all()
+
+
+# -- the discretisation explorer: CT's target against the exact ODE, in closed form ----------------------
+
+class GaussDenoiser(torch.nn.Module):
+    """D*(x, σ) = s²/(s² + σ²)·x for data N(0, s²I): the PF-ODE is x(σ) = x(σ')·√((s² + σ²)/(s² + σ'²))."""
+
+    def __init__(self, s2: float) -> None:
+        super().__init__()
+        self.s2 = s2
+
+    def forward(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        return self.s2 / (self.s2 + torch.as_tensor(sigma, dtype=x.dtype) ** 2) * x
+
+
+def test_ct_pair_errors_match_the_gaussian_closed_form_and_fall_with_n() -> None:
+    from cmtutor.explorers.discretisation import ct_pair_errors, nearest_pair
+    from cmtutor.schedules import karras_sigmas
+
+    s2, dim = 0.7, 2
+    x = torch.randn(256, dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    den = GaussDenoiser(s2)
+
+    def variance(x_hi: torch.Tensor, s: float) -> torch.Tensor:
+        return torch.full((len(x_hi),), dim * s2 * s**2 / (s2 + s**2), dtype=x_hi.dtype)
+
+    out = {}
+    for n in (11, 21, 41, 81, 161, 321):
+        grid = karras_sigmas(n, 0.002, 10.0)
+        i = nearest_pair(grid, 0.5)
+        hi, lo = float(grid[i]), float(grid[i - 1])
+        assert lo < hi and abs(np.log(hi / 0.5)) <= abs(np.log(float(grid[i + 1]) / 0.5))
+        x_hi = x * (s2 + hi**2) ** 0.5
+        got = ct_pair_errors(den, variance, x_hi, hi, lo, substeps=32)
+        sq = float(x_hi.pow(2).sum(1).mean())
+        r = ((s2 + lo**2) / (s2 + hi**2)) ** 0.5
+        want = {"step": sq * (1 - r) ** 2, "bias": sq * (1 - (hi - lo) * hi / (s2 + hi**2) - r) ** 2,
+                "variance": ((hi - lo) / hi) ** 2 * dim * s2 * hi**2 / (s2 + hi**2)}
+        for key in want:
+            assert got[key] == pytest.approx(want[key], rel=1e-3), (n, key)
+        out[n] = got
+    ns = list(out)
+    bias = [out[n]["bias"] for n in ns]
+    rel_bias = [out[n]["bias"] / out[n]["step"] for n in ns]
+    noise = [out[n]["variance"] / out[n]["step"] for n in ns]
+    assert all(a > 8 * b for a, b in zip(bias, bias[1:]))  # Euler's local error: ∝ Δσ⁴, 16× per halving
+    assert all(a > 2 * b for a, b in zip(rel_bias, rel_bias[1:]))  # small N: biased targets
+    # the noise does not vanish relative to the signal: variance/step² → s²/σ² (here 2.8) as N grows
+    assert noise == sorted(noise, reverse=True) and noise[-1] == pytest.approx(s2 / hi**2, rel=0.05)
+
+
+def test_expected_ct_chain_is_euler_with_the_exact_denoiser() -> None:
+    from cmtutor.explorers.discretisation import expected_ct_chain
+    from cmtutor.schedules import karras_sigmas
+
+    s2 = 0.7
+    x_max = 10.0 * torch.randn(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    exact = x_max * ((s2 + 0.002**2) / (s2 + 100.0)) ** 0.5
+    errors = []
+    for n in (2, 11, 41, 161):
+        grid = karras_sigmas(n, 0.002, 10.0)
+        factor = torch.prod(1 - (grid[1:] - grid[:-1]) * grid[1:] / (s2 + grid[1:] ** 2))
+        chain = expected_ct_chain(GaussDenoiser(s2), x_max, grid)
+        assert torch.allclose(chain, x_max * factor, rtol=1e-10)
+        errors.append(float((chain - exact).pow(2).sum(1).mean()))
+    assert all(a > 4 * b for a, b in zip(errors, errors[1:]))  # fewer levels: farther from the ODE
+
+
+def test_one_sample_targets_scatter_around_the_euler_step() -> None:
+    from cmtutor.explorers.discretisation import expected_ct_target, one_sample_targets
+    from cmtutor.posterior import IdealDenoiser, posterior_variance
+
+    data = torch.tensor([[-1.0, 0.0], [1.0, 0.5], [0.2, 1.5]], dtype=torch.float64)
+    x_hi, hi, lo = torch.tensor([0.1, 0.4], dtype=torch.float64), 0.8, 0.5
+    t = one_sample_targets(x_hi, hi, lo, data, 40_000, torch.Generator().manual_seed(2))
+    mean = expected_ct_target(IdealDenoiser(data), x_hi[None], hi, lo)[0]
+    var = ((hi - lo) / hi) ** 2 * float(posterior_variance(x_hi[None], hi, data)[0])
+    assert torch.allclose(t.mean(0), mean, atol=0.01)
+    assert float(t.var(0).sum()) == pytest.approx(var, rel=0.05)
+
+
+def test_fast_posterior_mean_is_the_ideal_denoiser() -> None:
+    from cmtutor.explorers.discretisation import FastPosteriorMean
+    from cmtutor.posterior import IdealDenoiser
+
+    g = torch.Generator().manual_seed(4)
+    data, x = torch.randn(300, 2, generator=g, dtype=torch.float64), torch.randn(50, 2, generator=g, dtype=torch.float64)
+    for sigma in (0.01, 0.5, 10.0):
+        assert torch.allclose(FastPosteriorMean(data)(3 * x, sigma), IdealDenoiser(data)(3 * x, sigma), atol=1e-10)
+
+
+def test_discretisation_explorer() -> None:
+    x = torch.randn(300, 2, generator=torch.Generator().manual_seed(3))
+    ex = explorers.discretisation(x, sizes=(2, 5, 11), sigmas=(0.5, 2.0), n_data=100, n_points=16, n_chain=16,
+                                  n_targets=20)
+    assert set(ex.controls) == {"N", "σ"}
+    _moved_changes_figure(ex, "N")
+    _moved_changes_figure(ex, "σ")
+    _static_has_a_row_per_setting(ex)
+    with pytest.raises(ValueError):
+        explorers.discretisation(x, sizes=(1, 5))
+
+
+def test_explorers_compute_on_one_thread_and_restore_the_setting() -> None:
+    from cmtutor.explorers.base import single_threaded
+
+    seen = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        single_threaded(lambda: seen.append(torch.get_num_threads()))()
+        assert seen == [1] and torch.get_num_threads() == 2
+        with pytest.raises(ValueError):
+            single_threaded(lambda: (_ for _ in ()).throw(ValueError("boom")))()
+        assert torch.get_num_threads() == 2  # restored after an error too
+    finally:
+        torch.set_num_threads(threads)

@@ -18,8 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
 from cmtutor.explorers import common
-from cmtutor.explorers.base import (Explorer, as_sampler, dropdown, fmt, reference_data, style,
-                                    selection)
+from cmtutor.explorers.base import (Explorer, as_sampler, dropdown, fmt, reference_data, selection,
+                                    single_threaded, style)
 from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
 
 
@@ -38,6 +38,7 @@ def _draw_samples(ax: Axes, x_data: np.ndarray, steps_out: list[np.ndarray], k: 
     ax.set_title(title, fontsize=9)
 
 
+@single_threaded
 def consistency_sampling(models: Mapping[str, Any], data: Any | None = None, max_steps: int = 4, n: int = 500,
                          seed: int = 0, left: str | None = None, right: str | None = None) -> Explorer:
     """Two trained models side by side, sampled in K = 1 … ``max_steps`` consistency steps (notebooks 02/03).
@@ -88,13 +89,18 @@ def consistency_sampling(models: Mapping[str, Any], data: Any | None = None, max
                                        "(arrows: what the K-th step changed).")
 
 
-def _label(v: Any) -> str:
+def _label(v: Any, labels: Mapping[Any, str] | None = None) -> str:
+    if labels is not None and v in labels:
+        return labels[v]
     return fmt(v) if isinstance(v, float) else str(v)
 
 
+@single_threaded
 def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = None,
              steps: Sequence[int] = (1, 2), teacher: Any | None = None, mark_sigma: str | None = None,
-             n: int = 500, seed: int = 0, title: str = "Trained runs over a grid of settings") -> Explorer:
+             n: int = 500, seed: int = 0, title: str = "Trained runs over a grid of settings",
+             static: Sequence[Mapping[str, Any]] | None = None, labels: Mapping[Any, str] | None = None,
+             help_text: str = "each control picks a setting; every run was trained beforehand.") -> Explorer:
     """Pick one of several trained runs by its settings (notebooks 02/03: N, EMA decay; 05: t', w_b of TCM).
 
     runs: settings → trained ``Run``/``Sampler``. Keys are tuples with one value per name in ``axes``
@@ -103,6 +109,8 @@ def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = No
     axes: the settings' names, e.g. ``("N", "EMA decay")`` or ``("t'", "w_b")``.
     steps: the sampling step counts offered. teacher: the diffusion teacher; if given, a panel shows each
         run's one-step ODE error along σ (``mark_sigma`` names an axis whose value is a σ to mark, e.g. "t'").
+    static: the settings of the static figure's rows, e.g. ``[{"N": 10, "EMA decay": 0.99}]`` (default: the
+        grid's first and last corners). labels: display names of axis values, e.g. ``{0.0: "0 (raw)"}``.
     """
     axes = list(axes)
     grid = {(k if isinstance(k, tuple) else (k,)): as_sampler(v) for k, v in runs.items()}
@@ -124,7 +132,7 @@ def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = No
         starts, ends = common.per_sigma_reference(t, x_data[:256], levels, seed)
         per_sigma = {k: common.per_sigma_error(s, levels, starts, ends) for k, s in grid.items()}
 
-    controls: dict[str, Any] = {a: selection(a, vals, labels=[_label(x) for x in vals])
+    controls: dict[str, Any] = {a: selection(a, vals, labels=[_label(x, labels) for x in vals])
                                 for a, vals in zip(axes, values)}
     if len(steps) > 1:
         controls["steps"] = selection("steps", steps)
@@ -133,14 +141,14 @@ def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = No
     def draw(axs: list[Axes], **v: Any) -> str:
         key = tuple(v[a] for a in axes)
         k = int(v.get("steps", steps[0]))
-        setting = ", ".join(f"{a} = {_label(x)}" for a, x in zip(axes, key))
+        setting = ", ".join(f"{a} = {_label(x, labels)}" for a, x in zip(axes, key))
         if key in outs:
             _draw_samples(axs[0], x_data, outs[key], k, f"{k}-step samples: W2 {fmt(scores[key][k])}")
         else:
             axs[0].text(0.5, 0.5, "not trained", ha="center", va="center", transform=axs[0].transAxes)
             axs[0].set_xticks([])
             axs[0].set_yticks([])
-        _draw_scores(axs[1], axes, values, scores, key, k, w2_floor)
+        _draw_scores(axs[1], axes, values, scores, key, k, w2_floor, labels)
         if per_sigma:
             ax = axs[2]
             for other, errs in per_sigma.items():
@@ -154,16 +162,15 @@ def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = No
                   legend=marked)
         return setting
 
-    corners = [tuple(vals[0] for vals in values), tuple(vals[-1] for vals in values)]
-    statics = [{**dict(zip(axes, c)), "steps": steps[0]} for c in corners]
-    if len(steps) <= 1:
-        statics = [{a: s[a] for a in axes} for s in statics]
-    return Explorer("run_grid", title, controls, ncols, draw, statics,
-                    help_text="each control picks a setting; every run was trained beforehand.")
+    if static is None:
+        corners = [tuple(vals[0] for vals in values), tuple(vals[-1] for vals in values)]
+        static = [{**dict(zip(axes, c)), "steps": steps[0]} for c in corners]
+    statics = [{k: v for k, v in s.items() if k in controls} for s in static]
+    return Explorer("run_grid", title, controls, ncols, draw, statics, help_text=help_text)
 
 
 def _draw_scores(ax: Axes, axes: list[str], values: list[list[Any]], scores: dict[tuple[Any, ...], dict[int, float]],
-                 key: tuple[Any, ...], k: int, w2_floor: float) -> None:
+                 key: tuple[Any, ...], k: int, w2_floor: float, labels: Mapping[Any, str] | None = None) -> None:
     """W2 over the grid: a line over one axis, a heat map over two, bars otherwise; the current run marked."""
     if len(axes) == 2:
         m = np.full((len(values[0]), len(values[1])), np.nan)
@@ -176,11 +183,11 @@ def _draw_scores(ax: Axes, axes: list[str], values: list[list[Any]], scores: dic
                     color="w" if np.isfinite(val) and val > mid else "k")
         ax.add_patch(Rectangle((values[1].index(key[1]) - 0.5, values[0].index(key[0]) - 0.5), 1, 1, fill=False,
                                ec=COLORS[1], lw=2.5))
-        ax.set_xticks(range(len(values[1])), [_label(x) for x in values[1]], fontsize=7)
-        ax.set_yticks(range(len(values[0])), [_label(x) for x in values[0]], fontsize=7)
+        ax.set_xticks(range(len(values[1])), [_label(x, labels) for x in values[1]], fontsize=7)
+        ax.set_yticks(range(len(values[0])), [_label(x, labels) for x in values[0]], fontsize=7)
         style(ax, f"W2, {k}-step (floor {fmt(w2_floor)})", axes[1], axes[0], legend=False, grid=False)
         return
-    names = [", ".join(_label(x) for x in kk) for kk in scores]
+    names = [", ".join(_label(x, labels) for x in kk) for kk in scores]
     vals = [sc[k] for sc in scores.values()]
     colors = [COLORS[1] if kk == key else COLORS[0] for kk in scores]
     ax.bar(range(len(vals)), vals, color=colors)

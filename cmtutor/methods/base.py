@@ -35,6 +35,7 @@ class Nets:
     target: the target network θ⁻ (CD/CT with μ > 0), or None when the target is sg(model).
     teacher: a frozen network the method learns from (a diffusion denoiser for CD and Direct CM,
         the stage-1 consistency model for TCM), or None.
+    extra_emas: further sampling EMAs of ``model``, decay → EMA (``TrainConfig.extra_ema_decays``).
     """
 
     model: nn.Module
@@ -42,6 +43,7 @@ class Nets:
     target: AveragedModel | None = None
     teacher: nn.Module | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    extra_emas: dict[float, AveragedModel] = field(default_factory=dict)
 
 
 def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
