@@ -55,7 +55,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 #: Seconds: the server's start, one notebook's run (models may still have to train on a cold cache),
 #: and a figure's re-draw after a moved control (2 busy CPU cores are slow).
-SERVER_START, RUN_ALL, REDRAW = 120, 900, 90
+SERVER_START, RUN_ALL, REDRAW = 120, 1800, 90
 NOTEBOOKS = list(dict.fromkeys(row[0] for row in EXPLORERS))
 
 
