@@ -11,9 +11,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# tests/browser/ holds notebooks that only the browser test opens (in JupyterLab); nbval must not collect them.
-collect_ignore_glob = ["browser/*"]
-
 
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:

@@ -1,11 +1,14 @@
 """The explorers in a real browser: JupyterLab on localhost, driven in headless Chromium by Playwright.
 
-For each notebook in :data:`EXPLORERS` the test opens it in JupyterLab, runs all cells, checks that no
-output shows an error, then for each explorer moves one control (keyboard on a slider handle, or a new
-option in a drop-down) and checks that the explorer's figure changed (pixels of the ``<img>`` before and
-after). Screenshots go to ``tests/artifacts/browser/`` (git-ignored); on a failure, a full-page screenshot,
-the browser console and the server log are saved there too. With ``CMTUTOR_README_SCREENSHOTS=1`` the
-after-screenshots are also copied to ``notebooks/figures/`` for the README.
+One JupyterLab server and one browser serve every course notebook with explorers (:data:`EXPLORERS`). For
+each notebook the test opens it, runs all cells, checks that no output shows an error and that the page
+holds exactly the explorers listed for it, then for each explorer moves one control (keyboard on a slider
+handle, or a new option in a drop-down) and checks that the explorer's figure changed (pixels of the
+``<img>`` before and after); finally it shuts the notebook's kernel down. Screenshots go to
+``tests/artifacts/browser/`` (git-ignored) with each notebook's timing; on a failure, a full-page
+screenshot, the browser console and the server log are saved there too. With
+``CMTUTOR_README_SCREENSHOTS=1`` the after-screenshots are also copied to ``notebooks/figures/`` as
+``explorer-NN-<name>.png`` for the README.
 
 The browser is Debian's ``chromium`` (``/usr/bin/chromium``, installed by ``.ci/run``), never a downloaded
 one: Playwright only drives it. In CI (``CI=true``) a missing browser fails the test; elsewhere it skips
@@ -32,14 +35,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: (notebook, explorer, control to move). The explorer is found by its CSS class ``cmtutor-explorer-<name>``
-#: (the n-th one in the notebook if a name appears twice), the control by ``cmtutor-control-<name>``.
+#: One row per explorer in the course notebooks: (notebook, explorer, control to move). The explorer is found
+#: by its CSS class ``cmtutor-explorer-<name>`` (the n-th one in the notebook when a name appears more than once,
+#: in the order of the rows), the control by ``cmtutor-control-<name>``. A notebook's rows must cover all of
+#: its explorers (checked against the stored notebooks below, and against the page in the browser).
 EXPLORERS: list[tuple[str, str, str]] = [
-    ("tests/browser/demo_explorers.ipynb", "ode_paths", "steps"),
-    ("tests/browser/demo_explorers.ipynb", "consistency_sampling", "steps"),
-    ("tests/browser/demo_explorers.ipynb", "run_grid", "EMA decay"),
-    ("tests/browser/demo_explorers.ipynb", "couplings", "coupling"),
-    ("tests/browser/demo_explorers.ipynb", "ode_error", "model"),
+    ("notebooks/01_diffusion_2d.ipynb", "ode_paths", "steps"),
+    ("notebooks/02_consistency_models.ipynb", "consistency_sampling", "steps"),
+    ("notebooks/03_consistency_training.ipynb", "discretisation", "N"),
+    ("notebooks/03_consistency_training.ipynb", "run_grid", "EMA decay"),
+    ("notebooks/03_consistency_training.ipynb", "consistency_sampling", "steps"),
+    ("notebooks/04_couplings.ipynb", "couplings", "coupling"),
+    ("notebooks/05_truncated.ipynb", "run_grid", "model"),
+    ("notebooks/05_truncated.ipynb", "truncation", "w_b"),
+    ("notebooks/06_direct.ipynb", "ode_error", "model"),
 ]
 
 ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
@@ -48,7 +57,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 #: Seconds: the server's start, one notebook's run (models may still have to train on a cold cache),
 #: and a figure's re-draw after a moved control (2 busy CPU cores are slow).
-SERVER_START, RUN_ALL, REDRAW = 120, 900, 90
+SERVER_START, RUN_ALL, REDRAW = 120, 1800, 90
+NOTEBOOKS = list(dict.fromkeys(row[0] for row in EXPLORERS))
 
 
 def _in_ci() -> bool:
@@ -86,7 +96,7 @@ class Lab:
         self.port = _free_port()
         self.token = secrets.token_hex(16)
         self.log_path = tmp / "server.log"
-        for nb in sorted({row[0] for row in EXPLORERS}):
+        for nb in NOTEBOOKS:
             (self.root / nb).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / nb, self.root / nb)
         settings = tmp / "settings"
@@ -255,7 +265,27 @@ def _move(control: Any) -> str:
     raise AssertionError("no slider, drop-down or toggle button in this control")
 
 
-NOTEBOOKS = sorted({row[0] for row in EXPLORERS})
+SHUTDOWN_KERNEL = """() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()"""
+
+
+def screenshot_name(notebook: str, name: str, nth: int) -> str:
+    """``explorer-NN-<name>[n].png``: NN is the notebook's number, n counts repeats of a name in it."""
+    return f"explorer-{Path(notebook).name[:2]}-{name}{nth or ''}.png"
+
+
+def _stored_explorers(notebook: str) -> int:
+    """How many explorers the stored (executed) notebook shows: their fixed text form, one per explorer."""
+    nb = json.loads((ROOT / notebook).read_text())
+    return sum("interactive explorer; its controls work" in "".join(out.get("data", {}).get("text/plain", ""))
+               for cell in nb["cells"] if cell["cell_type"] == "code" for out in cell.get("outputs", []))
+
+
+def test_every_explorer_has_a_row() -> None:
+    """Every explorer in a course notebook has a row in :data:`EXPLORERS` (runs without a browser)."""
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = str(path.relative_to(ROOT))
+        rows = sum(row[0] == nb for row in EXPLORERS)
+        assert rows == _stored_explorers(nb), f"{nb}: {_stored_explorers(nb)} explorers, {rows} rows in EXPLORERS"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
@@ -279,10 +309,11 @@ def test_explorers_in_jupyterlab(notebook: str, lab: Lab, browser: Any) -> None:
         unrun = [c for c in cells if c["count"] is None]
         assert status == "done" and not unrun, f"{notebook}: run-all {status}; cells not run: {unrun}"
         ran = time.monotonic() - t0
+        rows = [row for row in EXPLORERS if row[0] == notebook]
+        shown = page.locator(".cmtutor-explorer").count()
+        assert shown == len(rows), f"{notebook}: {shown} explorers on the page, {len(rows)} rows in EXPLORERS"
         seen: dict[str, int] = {}
-        for nb, name, control_name in EXPLORERS:
-            if nb != notebook:
-                continue
+        for _, name, control_name in rows:
             nth = seen.get(name, 0)
             seen[name] = nth + 1
             explorer = page.locator(f".cmtutor-explorer-{name}").nth(nth)
@@ -305,7 +336,7 @@ def test_explorers_in_jupyterlab(notebook: str, lab: Lab, browser: Any) -> None:
             img.screenshot(path=str(ARTIFACTS / f"{stem}-{name}{nth or ''}-figure.png"))
             if os.environ.get("CMTUTOR_README_SCREENSHOTS"):
                 README_FIGURES.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(after, README_FIGURES / f"explorer-{name}.png")
+                shutil.copy2(after, README_FIGURES / screenshot_name(notebook, name, nth))
         errors = page.evaluate(ERROR_OUTPUTS)
         assert not errors, f"{notebook}: error outputs after moving controls:\n" + "\n---\n".join(errors)
         (ARTIFACTS / f"{stem}-timing.txt").write_text(
@@ -314,4 +345,8 @@ def test_explorers_in_jupyterlab(notebook: str, lab: Lab, browser: Any) -> None:
         _save_failure(page, stem, console, lab)
         raise
     finally:
+        try:
+            page.evaluate(SHUTDOWN_KERNEL)  # free the kernel's memory (and CPU) before the next notebook
+        except Exception as exc:  # noqa: BLE001 (a failed shutdown must not mask the test's own result)
+            console.append(f"(kernel shutdown failed: {exc})")
         page.close()

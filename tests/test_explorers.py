@@ -107,6 +107,31 @@ def test_couplings(runs: dict[str, Any]) -> None:
         _moved_changes_figure(ex, control)
 
 
+def _truncated_results() -> dict[str, Any]:
+    """Stored-study results in the shape of ``cmtutor.studies.truncated.run`` (made-up numbers, 2 seeds)."""
+    names = ["stage1", "ict_same_budget", "tcm", "no_anchor", "t_prime=0.5", "w_b=0"]
+    runs = {k: {"final_1step": [1.5 + 0.1 * i, 1.6 + 0.1 * i], "final_2step": [1.4 + 0.1 * i, 1.45 + 0.1 * i]}
+            for i, k in enumerate(names)}
+    return {"study": {"t_prime": 1.0, "w_b": 0.1, "t_primes": [0.5], "w_bs": [0.0], "n_eval": 64},
+            "runs": runs, "curves": {"tcm": {"steps": [0, 10], "w2": [[1.6, 1.5], [1.7, 1.6]]}}}
+
+
+def test_truncation_grid_and_controls(runs: dict[str, Any]) -> None:
+    res = _truncated_results()
+    grid = explorers.truncated.study_grid(res)
+    assert grid == {(1.0, 0.1): "tcm", (1.0, "none"): "no_anchor", (0.5, 0.1): "t_prime=0.5", (1.0, 0.0): "w_b=0"}
+    ex = explorers.truncation(res, {"tcm": runs["ict"], "no_anchor": runs["ict2"]}, n=64)
+    assert ex.values() == {"t'": 1.0, "w_b": 0.1, "steps": 1}
+    for control in ("w_b", "t'", "steps"):  # t' = 0.5 with w_b = 0: not in the study, drawn as such
+        _moved_changes_figure(ex, control)
+    _static_has_a_row_per_setting(ex)
+    with pytest.raises(ValueError, match="not in the study"):
+        explorers.truncation(res, {"w_b=1": runs["ict"]})
+    del res["runs"]["w_b=0"]
+    with pytest.raises(ValueError, match="lack the runs"):
+        explorers.truncation(res)
+
+
 def test_static_figure_ignores_moved_controls(runs: dict[str, Any]) -> None:
     ex = explorers.run_grid({0.5: runs["ict"], 2.0: runs["ict2"]}, axes=("t'",), steps=(1,), n=32)
     from cmtutor.explorers.base import png_bytes

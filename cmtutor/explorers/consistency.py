@@ -32,8 +32,9 @@ def _draw_samples(ax: Axes, x_data: np.ndarray, steps_out: list[np.ndarray], k: 
     if k > 1:
         prev = steps_out[k - 2]
         for a, b in zip(prev[:n_arrows], x[:n_arrows]):
-            ax.annotate("", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": COLORS[1], "lw": 0.7,
-                                                        "alpha": 0.7})
+            arrow = ax.annotate("", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": COLORS[1], "lw": 0.7,
+                                                                "alpha": 0.7})
+            arrow.arrow_patch.set_clip_path(ax.patch)  # points far outside the data stay inside the panel
     square_limits(ax, x_data)
     ax.set_title(title, fontsize=9)
 
