@@ -121,15 +121,26 @@ def mfu(flops_per_image: float, images_per_s: float, peak_tflops: float) -> floa
     return flops_per_image * images_per_s / (peak_tflops * 1e12)
 
 
-def hardware() -> str:
-    """A short description of the device(s) this process runs on (for protocols and reports)."""
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows (e.g. ``x86_64``)."""
     import platform
 
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> str:
+    """A short description of the device(s) this process runs on (for protocols and reports)."""
     if torch.cuda.is_available():
         n = torch.cuda.device_count()
         return f"{n}× {torch.cuda.get_device_name(0)}"
-    cpu = platform.processor() or platform.machine()
-    return f"CPU ({cpu}, {torch.get_num_threads()} threads)"
+    return f"CPU ({cpu_name()}, {torch.get_num_threads()} threads)"
 
 
 def describe_run(cfg: Any, device: torch.device) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from cmtutor.accel import cpu_name
+
 #: Folders where a CIFAR-10 copy is commonly kept (checked in order; ``$CMTUTOR_DATA/cifar10`` first).
 SEARCH_ROOTS = ("datasets/cifar10", "data", "~/datasets/cifar10", "~/data", "~/.cache", "/data", "/datasets",
                 "/mnt", "/scratch", "/tmp", "/root", "/workspace", "/opt")
@@ -83,7 +85,7 @@ def find_cifar10(max_depth: int = 3) -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     """The hardware and software a measurement was taken on."""
     info: dict[str, Any] = {"python": sys.version.split()[0], "torch": torch.__version__,
-                            "platform": platform.platform(terse=True), "cpu": platform.processor() or platform.machine(),
+                            "platform": platform.platform(terse=True), "cpu": cpu_name(),
                             "cpu_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -66,17 +65,12 @@ def extra_sets(folder: Path) -> list[str]:
 
 
 def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """One line: the device, the logical CPUs visible and torch (the runtime bar is for 2 CPU cores)."""
     import torch
 
-    return f"{cpu}; {os.cpu_count()} logical CPUs visible; torch {torch.__version__} with {torch.get_num_threads()} threads"
+    from cmtutor.accel import hardware as device
+
+    return f"{device()}; {os.cpu_count()} logical CPUs visible; torch {torch.__version__}"
 
 
 @dataclass

@@ -80,9 +80,9 @@ def load_or_run(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def hardware() -> str:
     """One line describing where the numbers were measured."""
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    return (f"{dev}; {platform.machine()} {platform.system()}; torch {torch.__version__}; "
-            f"{torch.get_num_threads()} torch threads; {os.cpu_count()} logical CPUs")
+    from cmtutor.accel import hardware as device
+
+    return f"{device()}; {platform.system()}; torch {torch.__version__}; {os.cpu_count()} logical CPUs"
 
 
 # --- quality -----------------------------------------------------------------------------------------
