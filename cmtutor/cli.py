@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--teacher", help="diffusion checkpoint: also report ode_error")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--n", type=int, default=1000, help="subsample size for the W2 family")
+    e.add_argument("--repeats", type=int, help="draws of W2 and of its floor to average "
+                   "(default: cmtutor.metrics.EVAL_REPEATS; the report gives the ratio's standard error)")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     e.add_argument("--fid-mode", default="legacy_tensorflow", help="images: clean-fid mode "
                    "(legacy_tensorflow = the papers' protocol, clean, legacy_pytorch)")
@@ -348,8 +350,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cmtutor.data import load_vectors, read_vector_file
-    from cmtutor.metrics import vector_metrics
+    from cmtutor.metrics import EVAL_REPEATS, vector_metrics
 
+    repeats = EVAL_REPEATS if args.repeats is None else args.repeats
+    if repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {repeats}")
     path = Path(args.samples)
     if path.suffix == ".npz":
         return _evaluate_images(args, path)
@@ -358,7 +363,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if samples.shape[1] != data.dim:
         raise UserError(f"{path} has {samples.shape[1]}-dimensional samples but {args.data} is "
                         f"{data.dim}-dimensional")
-    result: dict[str, Any] = {"samples": str(path), "data": args.data, **vector_metrics(samples, data.heldout, args.n)}
+    result: dict[str, Any] = {"samples": str(path), "data": args.data,
+                              **vector_metrics(samples, data.heldout, args.n, repeats)}
     if args.teacher:
         result["ode_error"] = _ode_error(path, samples, args.teacher, args.device)
     if args.json:

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from cmtutor.metrics import EVAL_REPEATS
+
 from conftest import PYTHON
 
 TINY = ["--set", 'net={"hidden": 32, "depth": 2}', "--batch-size", "64", "--quiet"]
@@ -59,9 +61,10 @@ def test_cd_sample_evaluate_end_to_end(teacher_dir: Path, tmp_path: Path, cli_en
     ev = cli(["evaluate", "--samples", str(out), "--data", "moons", "--teacher", str(teacher_dir), "--json"],
              cli_env)
     result = json.loads(ev.stdout)
-    for key in ("w2", "sliced_w2", "mmd", "w2_floor", "w2_ratio", "ode_error"):
+    for key in ("w2", "sliced_w2", "mmd", "w2_floor", "w2_ratio", "w2_ratio_se", "ode_error"):
         assert np.isfinite(result[key]), key
     assert result["n"] == 300 or result["n"] <= 1000
+    assert result["repeats"] == EVAL_REPEATS and result["w2_ratio_se"] > 0
     text = cli(["evaluate", "--samples", str(out), "--data", "moons"], cli_env).stdout
     assert "w2_ratio" in text and "ode_error" not in text
 
@@ -165,6 +168,9 @@ def test_evaluate_bad_input(tmp_path: Path, cli_env: dict[str, str]) -> None:
     proc = cli(["evaluate", "--samples", str(tmp_path / "t.npy"), "--data", "moons", "--teacher",
                 str(tmp_path / "missing")], cli_env, check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error:")
+    proc = cli(["evaluate", "--samples", str(tmp_path / "t.npy"), "--data", "moons", "--repeats", "0"], cli_env,
+               check=False)
+    assert proc.returncode == 2 and "--repeats" in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("hp", ["pairs=sideways", "no_such_knob=1"])

@@ -9,7 +9,8 @@ For each data set it runs ``python -m cmtutor train`` (default settings: nothing
 --teacher), ``sample`` (1 and 2 steps for consistency models; the teacher's Heun ODE for diffusion) and
 ``evaluate --json``, and reports the wall time of training and W2 / floor, where W2 is measured between
 1000 generated and 1000 held-out points and the floor is the W2 between two independent 1000-point data
-samples (each averaged over 3 draws). The bars come from the project's issues:
+samples, each averaged over ``evaluate``'s 20 draws (``cmtutor.metrics.EVAL_REPEATS``; the standard error
+of every ratio is printed beside it). The bars come from the project's issues:
 
 * diffusion (Heun PF-ODE) ≤ 1.15× floor; CD one-step ≤ 1.5×; iCT one-step ≤ 1.5×, two-step ≤ 1.3×;
 * every other consistency method one-step ≤ 1.6×; every training run ≤ 180 s on 2 CPU cores.
@@ -80,6 +81,9 @@ class Row:
     train_s: float
     r1: float
     r2: float | None
+    #: standard errors of r1 and r2 over the evaluation draws
+    se1: float = 0.0
+    se2: float | None = None
 
     def verdict(self) -> str:
         b1, b2 = BARS.get(self.method, DEFAULT_BAR)
@@ -102,13 +106,14 @@ def _cli(args: list[str], extra: list[str]) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def _ratio(ckpt: Path, data: str, out: Path, steps: int | None) -> float:
+def _ratio(ckpt: Path, data: str, out: Path, steps: int | None) -> tuple[float, float]:
+    """W2 / floor of 3000 samples of ``ckpt`` (``steps`` sampling steps) and its standard error."""
     args = ["sample", "--ckpt", str(ckpt), "--n", "3000", "--seed", "1", "--out", str(out)]
     if steps is not None:
         args += ["--steps", str(steps)]
     _cli(args, [])
     res = json.loads(_cli(["evaluate", "--samples", str(out), "--data", data, "--json"], []).stdout)
-    return float(res["w2_ratio"])
+    return float(res["w2_ratio"]), float(res["w2_ratio_se"])
 
 
 def run_one(data: str, method: str, work: Path, train_extra: list[str], teacher: Path | None) -> Row:
@@ -125,17 +130,17 @@ def run_one(data: str, method: str, work: Path, train_extra: list[str], teacher:
     train_s = time.time() - t0
     ckpt = out / "checkpoint.pt"
     if cls.ode_sampling:
-        r1, r2 = _ratio(ckpt, data, out / "samples.npy", None), None
+        (r1, se1), (r2, se2) = _ratio(ckpt, data, out / "samples.npy", None), (None, None)
     else:
-        r1 = _ratio(ckpt, data, out / "samples1.npy", 1)
-        r2 = _ratio(ckpt, data, out / "samples2.npy", 2)
-    return Row(Path(data).name, method, train_s, r1, r2)
+        r1, se1 = _ratio(ckpt, data, out / "samples1.npy", 1)
+        r2, se2 = _ratio(ckpt, data, out / "samples2.npy", 2)
+    return Row(Path(data).name, method, train_s, r1, r2, se1, se2)
 
 
 def _print_row(row: Row) -> None:
-    two = f"{row.r2:.2f}" if row.r2 is not None else "  - "
-    print(f"  {row.data:<14} {row.method:<10} train {row.train_s:6.1f} s   W2/floor 1-step {row.r1:.2f}  "
-          f"2-step {two}   {row.verdict()}", flush=True)
+    two = f"{row.r2:.2f} ± {row.se2 or 0.0:.2f}" if row.r2 is not None else "     -     "
+    print(f"  {row.data:<14} {row.method:<10} train {row.train_s:6.1f} s   W2/floor 1-step {row.r1:.2f} ± "
+          f"{row.se1:.2f}  2-step {two}   {row.verdict()}", flush=True)
 
 
 def run_all(data: list[str], methods: list[str], work: Path, train_extra: list[str], jobs: int = 1,
