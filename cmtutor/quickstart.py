@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_NOTEBOOK = "notebooks/00_course_map.ipynb"
 #: The full test command, run inside the environment from the repository root.
-TEST_COMMAND = ["-m", "pytest", "--nbval", "tests", "notebooks"]
+TEST_COMMAND = ["-m", "pytest", "--nbval", "--durations=20", "tests", "notebooks"]
 
 
 def venv_dir() -> Path:

@@ -87,6 +87,29 @@ def test_gc_online_option_and_extremes() -> None:
         _method("gc", mu=1.5)
 
 
+def test_gc_mu_schedule_warm_start_and_linear_anneal() -> None:
+    constant = _method("gc", mu=0.5)
+    assert [constant.mu_at(k) for k in (0, 50, 99)] == [0.5, 0.5, 0.5]
+    method = _method("gc", steps=100, mu=0.5, mu_end=0.1, gc_start=20)
+    assert method.mu_at(0) == 0.0 and method.mu_at(19) == 0.0  # independent coupling before gc_start
+    assert method.mu_at(20) == pytest.approx(0.5 - 0.4 * 0.2)  # linear in k/K, as the official get_mix_value
+    assert method.mu_at(50) == pytest.approx(0.3) and method.mu_at(100) == pytest.approx(0.1)
+    nets = _gc_nets()
+    x = torch.randn(20_000, 2)
+    method.loss(nets, x, step=10)
+    assert not nets.ema.module.calls  # before gc_start: no generator call, plain iCT
+    method.loss(nets, x, step=75)
+    (x_gen_in, s_gen, _), = nets.ema.module.calls
+    (x_lo, s_lo, _), (x_hi, s_hi, _) = nets.model.calls[-2:]
+    z = (x_hi - x_lo) / (s_hi - s_lo)[:, None]
+    endpoint = x_lo - s_lo[:, None] * z
+    is_gen = (endpoint - 2.0 * x_gen_in / (1 + s_gen[:, None])).norm(dim=1) < 1e-3
+    assert is_gen.float().mean().item() == pytest.approx(0.2, abs=0.015)  # μ(75) = 0.5 − 0.4·0.75
+    for bad in ({"mu_end": 1.5}, {"gc_start": -1}):
+        with pytest.raises(ValueError):
+            _method("gc", **bad)
+
+
 # --- OT ----------------------------------------------------------------------------------------------
 
 def test_ot_pairing_minimises_the_batch_cost_against_brute_force() -> None:

@@ -19,6 +19,10 @@ Both methods here keep everything else of iCT (``cmtutor.methods.ct``) and only 
   ``u > mix``, so the generated share is 1 − mix); with its released value 0.5 the two readings agree.
   The generator is the sampling EMA by default (the official ``generator_induced_traj_ema: True``);
   ``gc_model="online"`` uses the online network under ``no_grad`` instead.
+  Two schedules of the official code are exposed (both off by default): ``mu_end`` anneals μ linearly in
+  k/K from ``mu`` to ``mu_end`` (the official ``mix_gen_induced_traj_end``, with μ read as the generated
+  fraction), and ``gc_start`` trains with the independent coupling for the first ``gc_start`` steps
+  (the official ``start_generator_induced_traj``), before the generator has learnt anything.
 """
 
 from __future__ import annotations
@@ -81,22 +85,38 @@ class OTCoupling(ConsistencyTraining):
 class GeneratorCoupling(ConsistencyTraining):
     """iCT with generator-induced endpoints mixed in at ratio μ (the fraction of generated endpoints).
 
-    Hyperparameters (besides iCT's): ``mu`` (default 0.5, the paper's CIFAR-10 value) and ``gc_model``
-    (``"ema"``, the default, or ``"online"``).
+    Hyperparameters (besides iCT's): ``mu`` (default 0.5, the paper's CIFAR-10 value), ``gc_model``
+    (``"ema"``, the default, or ``"online"``), ``mu_end`` (``None``: μ constant; else μ is annealed
+    linearly to it over the run) and ``gc_start`` (steps of independent coupling before GC starts; 0).
     """
 
     name = "gc"
 
     @classmethod
     def default_hparams(cls, data_kind: str) -> dict[str, Any]:
-        return {**super().default_hparams(data_kind), "mu": 0.5, "gc_model": "ema"}
+        return {**super().default_hparams(data_kind), "mu": 0.5, "gc_model": "ema", "mu_end": None,
+                "gc_start": 0}
 
     def __init__(self, hp: dict[str, Any], noise: Any, total_steps: int, dim: int) -> None:
         super().__init__(hp, noise, total_steps, dim)
-        if not 0.0 <= float(self.hp["mu"]) <= 1.0:
-            raise ValueError(f"mu is the fraction of generated endpoints and must lie in [0, 1], got {self.hp['mu']}")
+        for key in ("mu", "mu_end"):
+            value = self.hp.get(key)
+            if value is not None and not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{key} is a fraction of generated endpoints and must lie in [0, 1], got {value}")
         if self.hp["gc_model"] not in ("ema", "online"):
             raise ValueError(f"gc_model must be 'ema' or 'online', got {self.hp['gc_model']!r}")
+        if int(self.hp.get("gc_start") or 0) < 0:
+            raise ValueError(f"gc_start is a number of steps and must be >= 0, got {self.hp['gc_start']}")
+
+    def mu_at(self, step: int) -> float:
+        """The generated fraction μ(k) at step k: 0 before ``gc_start``, then ``mu`` (annealed linearly in
+        k/K to ``mu_end`` when it is set, as the official ``get_mix_value``)."""
+        if step < int(self.hp.get("gc_start") or 0):
+            return 0.0
+        mu, end = float(self.hp["mu"]), self.hp.get("mu_end")
+        if end is None:
+            return mu
+        return mu + (float(end) - mu) * step / max(1, self.total_steps)
 
     def generator(self, nets: Nets) -> nn.Module:
         """The network that produces x̂: the sampling EMA (default) or the online model."""
@@ -104,7 +124,7 @@ class GeneratorCoupling(ConsistencyTraining):
 
     def couple(self, nets: Nets, x: Tensor, z: Tensor, s_lo: Tensor, step: int) -> tuple[Tensor, Tensor]:
         u = torch.rand(x.shape[0], device=x.device)
-        mu = float(self.hp["mu"])
+        mu = self.mu_at(step)
         if mu <= 0.0:
             return x, z
         gen = self.generator(nets)
