@@ -48,6 +48,15 @@ def _gc_nets(w_model: float = 0.5, w_ema: float = 2.0) -> Nets:
     return Nets(model=model, ema=ema)
 
 
+def _gc_endpoints(nets: Nets) -> tuple[torch.Tensor, torch.Tensor]:
+    """From the last GC loss call: the endpoint each pair was re-noised from (the same z at both levels) and
+    the generator's output x̂ (the Recorder EMA with w = 2 returns 2·x/(1 + σ))."""
+    x_gen_in, s_gen, _ = nets.ema.module.calls[-1]
+    (x_lo, s_lo, _), (x_hi, s_hi, _) = nets.model.calls[-2:]
+    z = (x_hi - x_lo) / (s_hi - s_lo)[:, None]
+    return x_lo - s_lo[:, None] * z, 2.0 * x_gen_in / (1 + s_gen[:, None])
+
+
 # --- GC ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mu", [0.25, 0.8])
@@ -62,10 +71,9 @@ def test_gc_endpoint_is_the_ema_at_the_smaller_level_and_mu_is_the_generated_fra
     (x_lo, s_lo, grad_lo), (x_hi, s_hi, grad_hi) = nets.model.calls  # target, then online
     assert not grad_gen and not grad_lo and grad_hi
     assert torch.equal(s_gen, s_lo) and torch.all(s_lo < s_hi)  # generated at the *smaller* level
-    z = (x_hi - x_lo) / (s_hi - s_lo)[:, None]  # the same z re-noises both levels ...
-    endpoint = x_lo - s_lo[:, None] * z
+    endpoint, x_hat = _gc_endpoints(nets)  # x_hat: the EMA's output (w = 2), not the online model's
+    z = (x_lo - endpoint) / s_lo[:, None]  # the same z re-noises both levels ...
     assert torch.allclose(x_gen_in, x + s_lo[:, None] * z, atol=1e-3)  # ... and fed the generator x + σ_i·z
-    x_hat = 2.0 * x_gen_in / (1 + s_gen[:, None])  # the EMA's output (w = 2), not the online model's
     is_gen = (endpoint - x_hat).norm(dim=1) < 1e-3
     is_real = (endpoint - x).norm(dim=1) < 1e-3
     assert torch.all(is_gen | is_real)
@@ -99,11 +107,8 @@ def test_gc_mu_schedule_warm_start_and_linear_anneal() -> None:
     method.loss(nets, x, step=10)
     assert not nets.ema.module.calls  # before gc_start: no generator call, plain iCT
     method.loss(nets, x, step=75)
-    (x_gen_in, s_gen, _), = nets.ema.module.calls
-    (x_lo, s_lo, _), (x_hi, s_hi, _) = nets.model.calls[-2:]
-    z = (x_hi - x_lo) / (s_hi - s_lo)[:, None]
-    endpoint = x_lo - s_lo[:, None] * z
-    is_gen = (endpoint - 2.0 * x_gen_in / (1 + s_gen[:, None])).norm(dim=1) < 1e-3
+    endpoint, x_hat = _gc_endpoints(nets)
+    is_gen = (endpoint - x_hat).norm(dim=1) < 1e-3
     assert is_gen.float().mean().item() == pytest.approx(0.2, abs=0.015)  # μ(75) = 0.5 − 0.4·0.75
     for bad in ({"mu_end": 1.5}, {"gc_start": -1}):
         with pytest.raises(ValueError):

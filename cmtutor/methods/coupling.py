@@ -105,13 +105,14 @@ class GeneratorCoupling(ConsistencyTraining):
                 raise ValueError(f"{key} is a fraction of generated endpoints and must lie in [0, 1], got {value}")
         if self.hp["gc_model"] not in ("ema", "online"):
             raise ValueError(f"gc_model must be 'ema' or 'online', got {self.hp['gc_model']!r}")
-        if int(self.hp.get("gc_start") or 0) < 0:
-            raise ValueError(f"gc_start is a number of steps and must be >= 0, got {self.hp['gc_start']}")
+        self.gc_start = int(self.hp.get("gc_start") or 0)  # .get: checkpoints from before the option lack it
+        if self.gc_start < 0:
+            raise ValueError(f"gc_start is a number of steps and must be >= 0, got {self.gc_start}")
 
     def mu_at(self, step: int) -> float:
         """The generated fraction μ(k) at step k: 0 before ``gc_start``, then ``mu`` (annealed linearly in
         k/K to ``mu_end`` when it is set, as the official ``get_mix_value``)."""
-        if step < int(self.hp.get("gc_start") or 0):
+        if step < self.gc_start:
             return 0.0
         mu, end = float(self.hp["mu"]), self.hp.get("mu_end")
         if end is None:
