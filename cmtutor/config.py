@@ -76,12 +76,11 @@ class TrainConfig:
 
 #: Per-method overrides of the vector defaults (measured; see module docstring). The step counts aim at
 #: 3 minutes of training on 2 CPU cores (README, "2-core training time"): per step on 2 AMD EPYC cores at
-#: width 256 and batch 512, diffusion 22 ms, CT/iCT 26 ms, CD 35 ms (its teacher's Heun step; since the MLP computes
-#: its noise-level features once per distinct level, CD's 5000 steps take about 160 s). CT and iCT
-#: train on batches of 256: more steps of a smaller batch did better at equal time (iCT on checkerboard,
-#: one/two-step W2/floor: 8000 steps of 256 1.26/1.21, 6000 of 512 1.48/1.50). CD keeps 5000 steps of 512
-#: (35 ms × 5000 = 175 s of steps, at the edge of 3 minutes): 4500 of 512 gave 1.62 on moons, 8000 of 256
-#: 1.54 on rings.npy in 202 s.
+#: width 256 and batch 512, diffusion 22 ms, CT/iCT 26 ms, CD 35 ms before the MLP computed its noise-level
+#: features once per distinct level (CD's 5000 steps now take about 160 s; its teacher's Heun step is the rest).
+#: CT and iCT train on batches of 256: more steps of a smaller batch did better at equal time (iCT on
+#: checkerboard, one/two-step W2/floor: 8000 steps of 256 1.26/1.21, 6000 of 512 1.48/1.50). CD keeps 5000 steps
+#: of 512: 4500 of 512 gave 1.62 on moons, 8000 of 256 1.54 on rings.npy in 202 s (old MLP code).
 VECTOR_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "diffusion": {"steps": 7000},
     "cd": {"steps": 5000},
