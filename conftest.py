@@ -13,8 +13,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 os.environ.setdefault("PYTHONHASHSEED", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (`quickstart test` runs 2 workers on 2 cores) each worker, and the notebook kernels and
+    # command-line processes it starts, computes on one thread: two workers with two threads each on 2 cores
+    # oversubscribe them, and torch's thread pool then wastes far more time waiting than it saves.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+def _order(item: object) -> int:
+    path = Path(str(item.fspath))  # type: ignore[attr-defined]
+    if path.suffix == ".ipynb":
+        return 0
+    return 1 if path.name == "test_browser.py" else 2
 
 
 def pytest_collection_modifyitems(items: list) -> None:
-    """Run the browser test (tests/test_browser.py) last: by then the notebooks have cached their models."""
-    items.sort(key=lambda item: Path(str(item.fspath)).name == "test_browser.py")
+    """Notebooks first, then the browser test (tests/test_browser.py), then the other tests.
+
+    The browser test re-runs notebooks in JupyterLab: after nbval's run their models are cached. Under
+    pytest-xdist (``--dist loadfile --no-loadscope-reorder``) files are handed out in this order: the long
+    notebooks and the browser test start early, and the many short test modules fill both workers at the end.
+    A stable sort, so the order within each group (and within each file) is kept.
+    """
+    items.sort(key=_order)

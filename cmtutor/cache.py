@@ -4,12 +4,18 @@ The cache key is a hash of the full training config (and of the teacher's key, f
 changed setting trains a new model instead of silently reusing a stale one. Cached runs are ordinary
 cmtutor checkpoints (plus the loss history) under ``<data root>/cache/`` (git-ignored), written atomically.
 Training is deterministic on a given machine, so a loaded run is the very run that training would give.
+Several processes may ask for the same model at once (the test suite runs notebooks on two workers): a
+lock file beside each entry makes the later ones wait for the first one's model instead of training it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,27 @@ def cache_dir() -> Path:
     return d
 
 
+@contextlib.contextmanager
+def entry_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s entry (``<path>.lock``, POSIX ``flock``) for the block.
+
+    The lock is the operating system's: it is released when the holder exits, even by ``kill -9``, so a
+    crashed trainer never leaves the entry locked. Where ``fcntl`` is missing (Windows) nothing is locked and
+    concurrent requests may train the same model twice (still correct: entries are written atomically).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def cache_key(cfg: TrainConfig, teacher_key: str | None = None) -> str:
     payload = json.dumps({"cfg": {**cfg.to_dict(), "teacher": None, "device": "any"}, "teacher": teacher_key,
                           "v": CACHE_VERSION}, sort_keys=True)
@@ -43,16 +70,17 @@ def load_or_train(cfg: TrainConfig, name: str, teacher: Run | None = None, progr
     teacher_key = getattr(teacher, "cache_key", None) if teacher is not None else None
     key = cache_key(cfg, teacher_key)
     path = cache_dir() / f"{name}-{key}.pt"
-    if path.exists():
-        ckpt = load_checkpoint(path, role="cached model")
-        run = resume_run(ckpt, device=cfg.device)
-        run.history = list(ckpt.get("history", []))
-    else:
-        teacher_ckpt = checkpoint_dict(teacher) if teacher is not None else None
-        run = fit(cfg, progress=progress, teacher=teacher_ckpt)
-        ckpt = checkpoint_dict(run)
-        ckpt["history"] = run.history
-        atomic_torch_save(ckpt, path)
+    with entry_lock(path):  # another process training this very model: wait for it, then load its result
+        if path.exists():
+            ckpt = load_checkpoint(path, role="cached model")
+            run = resume_run(ckpt, device=cfg.device)
+            run.history = list(ckpt.get("history", []))
+        else:
+            teacher_ckpt = checkpoint_dict(teacher) if teacher is not None else None
+            run = fit(cfg, progress=progress, teacher=teacher_ckpt)
+            ckpt = checkpoint_dict(run)
+            ckpt["history"] = run.history
+            atomic_torch_save(ckpt, path)
     run.cache_key = key  # type: ignore[attr-defined]
     return run
 
@@ -61,10 +89,12 @@ def cached_result(name: str, cfg_like: dict[str, Any], compute: Any) -> Any:
     """Load-or-compute for a small JSON result (e.g. an evaluation table) keyed by ``cfg_like``."""
     key = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **cfg_like}, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"{name}-{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    value = compute()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value))
-    tmp.replace(path)
-    return value
+    with entry_lock(path):
+        if path.exists():
+            return json.loads(path.read_text())
+        value = compute()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(value))
+        os.replace(tmp, path)
+        return value

@@ -19,8 +19,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_NOTEBOOK = "notebooks/00_course_map.ipynb"
-#: The full test command, run inside the environment from the repository root.
-TEST_COMMAND = ["-m", "pytest", "--nbval", "--durations=20", "tests", "notebooks"]
+#: Worker processes of the test suite (pytest-xdist). The suite is mostly single-threaded (notebook kernels,
+#: command-line subprocesses, small models; each worker's torch gets one thread, see the root conftest.py),
+#: so two workers use both cores of the 2-core machine the course is sized for.
+TEST_WORKERS = 2
+#: The full test command, run inside the environment from the repository root. ``--dist loadfile`` keeps each
+#: file (a notebook's cells, a module's tests) on one worker, in order; ``--no-loadscope-reorder`` hands the
+#: files out in the order of the root conftest.py: notebooks first, then the browser test, then the rest.
+TEST_COMMAND = ["-m", "pytest", "--nbval", "--durations=20", "-n", str(TEST_WORKERS), "--dist", "loadfile",
+                "--no-loadscope-reorder", "tests", "notebooks"]
 
 
 def venv_dir() -> Path:

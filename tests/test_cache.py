@@ -1,0 +1,86 @@
+"""The notebooks' model cache (cmtutor.cache): load-or-train, keyed by the config, safe under concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import cmtutor.cache as cache
+from cmtutor.course import notebook_config
+
+
+@pytest.fixture
+def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def _tiny() -> Any:
+    return notebook_config("diffusion", "moons", steps=5, net={"hidden": 8, "depth": 1}, log_every=1)
+
+
+def _counting_fit(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> list[int]:
+    calls: list[int] = []
+    real_fit = cache.fit
+
+    def fit(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        time.sleep(delay)  # a slow training: a second request arrives while the first still trains
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "fit", fit)
+    return calls
+
+
+def test_second_request_loads_the_cached_run(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting_fit(monkeypatch)
+    first = cache.load_or_train(_tiny(), "tiny")
+    second = cache.load_or_train(_tiny(), "tiny")
+    assert len(calls) == 1
+    assert first.cache_key == second.cache_key  # type: ignore[attr-defined]
+    for a, b in zip(first.nets.ema.parameters(), second.nets.ema.parameters()):
+        assert torch.equal(a, b)
+    assert second.history == first.history and len(first.history) == 5
+    # a changed setting trains a new model instead of reusing the stale one
+    cache.load_or_train(_tiny().__class__(**{**_tiny().__dict__, "steps": 6}), "tiny")
+    assert len(calls) == 2
+
+
+def test_concurrent_requests_train_once(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two requests for one model at once (two test workers, two notebooks): one trains, the other waits for
+    its result and loads it; without the lock both would train."""
+    calls = _counting_fit(monkeypatch, delay=1.0)
+    runs: list[Any] = []
+    threads = [threading.Thread(target=lambda: runs.append(cache.load_or_train(_tiny(), "tiny"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(runs) == 2
+    for a, b in zip(runs[0].nets.ema.parameters(), runs[1].nets.ema.parameters()):
+        assert torch.equal(a, b)
+    assert [p.name for p in (data_root / "cache").glob("tiny-*.pt")] == [f"tiny-{runs[0].cache_key}.pt"]
+
+
+def test_concurrent_cached_results_compute_once(data_root: Path) -> None:
+    calls: list[int] = []
+
+    def compute() -> dict[str, float]:
+        calls.append(1)
+        time.sleep(0.5)
+        return {"w2": 1.25}
+
+    out: list[Any] = []
+    threads = [threading.Thread(target=lambda: out.append(cache.cached_result("table", {"a": 1}, compute)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [1] and out == [{"w2": 1.25}] * 2
+    assert not list((data_root / "cache").glob("*.tmp"))  # no temporary file left behind
