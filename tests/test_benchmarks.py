@@ -50,3 +50,31 @@ def test_verdict_applies_the_issue_bars() -> None:
     assert toy2d.Row("moons", "ict", 100.0, 1.4, 1.35).verdict() == "FAIL"  # two-step bar 1.3
     assert toy2d.Row("moons", "gc", 100.0, 1.55, None).verdict() == "pass"
     assert toy2d.Row("moons", "diffusion", 200.0, 1.0, None).verdict() == "FAIL"  # over 180 s
+
+
+def test_seeds_pair_students_with_their_teacher_of_the_same_seed(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, list[str], Path | None, Path]] = []
+    lock = threading.Lock()
+
+    def fake_run_one(data: str, method: str, work: Path, extra: list[str], teacher: Path | None) -> toy2d.Row:
+        seed = int(extra[extra.index("--seed") + 1])
+        with lock:
+            calls.append((method, list(extra), teacher, work))
+        r2 = None if method == "diffusion" else 1.0 + seed / 10
+        return toy2d.Row(data, method, 100.0 + seed, 1.2 + seed / 10, r2)
+
+    monkeypatch.setattr(toy2d, "run_one", fake_run_one)
+    rows = toy2d.run_all(["moons"], ["cd", "diffusion"], tmp_path, ["--steps", "9"], jobs=3, seeds=[0, 1, 2])
+    assert sorted((r.method, r.seed) for r in rows) == [(m, k) for m in ("cd", "diffusion") for k in range(3)]
+    for method, extra, teacher, work in calls:
+        seed = int(extra[-1])
+        assert extra[:2] == ["--steps", "9"] and work == tmp_path / f"seed{seed}"
+        if method == "cd":
+            assert teacher == tmp_path / f"seed{seed}" / "moons-diffusion" / "checkpoint.pt"
+    summary = {s.method: s for s in toy2d.summarize(rows)}
+    cd = summary["cd"]
+    assert cd.seeds == [0, 1, 2] and cd.r1 == pytest.approx(1.3) and cd.r1_range == pytest.approx((1.2, 1.4))
+    assert cd.r2 == pytest.approx(1.1) and cd.train_s == pytest.approx(101.0)
+    assert cd.verdict() == "pass"  # the mean 1.3 meets CD's bar 1.5, though one seed (1.4) is close
+    assert summary["diffusion"].r2 is None and summary["diffusion"].verdict() == "FAIL"  # 1.3 > 1.15

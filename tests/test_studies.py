@@ -30,6 +30,20 @@ def test_verdict_rule() -> None:
     assert verdict(["unclear", "fails"]) == "not reproduced"
 
 
+def test_couplings_study_trains_the_papers_gc_not_the_command_line_default() -> None:
+    """Notebook 04 tests the paper's GC (μ constant, iCT's pseudo-Huber); the command line's 2D default
+    anneals μ to 0 with squared L2. The study pins its setting, so its stored results stay valid."""
+    from cmtutor.config import default_config
+
+    cli = default_config("gc", "moons").hp
+    assert cli["distance"] == "l2" and cli["mu_end"] == 0.0 and cli["mu"] == 0.5
+    for mu in (0.25, 1.0):
+        hp = couplings.config("gc", couplings.Study(), mu=mu).hp
+        assert hp["mu"] == mu and hp["mu_end"] is None and hp["distance"] == "pseudo_huber"
+        assert hp == {**default_config("ict", "moons").hp, **{k: hp[k] for k in ("mu", "mu_end", "gc_model",
+                                                                                  "gc_start")}}
+
+
 def test_couplings_study_small_regeneration() -> None:
     s = couplings.Study(steps=30, seeds=(0, 1), mus=(0.5, 1.0), eval_every=15, n_eval=150, n_levels=5, net=NET,
                         batch_size=64)

@@ -55,7 +55,8 @@ class Study:
 def config(kind: str, study: Study, seed: int = 0, mu: float = 0.5) -> TrainConfig:
     """The run of coupling ``kind`` (``"ic"``, ``"ot"`` or ``"gc"``) in this study."""
     method = {"ic": "ict", "ot": "ot", "gc": "gc"}[kind]
-    hp = {"mu": mu} if kind == "gc" else {}
+    # The paper's GC (constant μ, iCT's pseudo-Huber), not the command line's 2D default (squared L2, μ → 0)
+    hp = {"mu": mu, "mu_end": None, "distance": "pseudo_huber"} if kind == "gc" else {}
     return notebook_config(method, study.data, steps=study.steps, seed=seed, hp=hp,
                            batch_size=study.batch_size, ema_decay=study.ema_decay, net=dict(study.net))
 
