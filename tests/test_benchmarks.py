@@ -50,6 +50,9 @@ def test_verdict_applies_the_issue_bars() -> None:
     assert toy2d.Row("moons", "ict", 100.0, 1.4, 1.35).verdict() == "FAIL"  # two-step bar 1.3
     assert toy2d.Row("moons", "gc", 100.0, 1.55, None).verdict() == "pass"
     assert toy2d.Row("moons", "diffusion", 200.0, 1.0, None).verdict() == "FAIL"  # over 180 s
+    assert toy2d.Row("moons", "diffusion", 200.0, 1.0, None).verdict_text() == "FAIL (time)"
+    assert toy2d.Row("moons", "cd", 200.0, 1.6, None).verdict_text() == "FAIL (quality, time)"
+    assert toy2d.Row("moons", "cd", 100.0, 1.6, None).verdict_text() == "FAIL (quality)"
 
 
 def test_seeds_pair_students_with_their_teacher_of_the_same_seed(tmp_path: Path,

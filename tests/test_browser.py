@@ -12,7 +12,7 @@ screenshot, the browser console and the server log are saved there too. With
 
 The browser is Debian's ``chromium`` (``/usr/bin/chromium``, installed by ``.ci/run``), never a downloaded
 one: Playwright only drives it. In CI (``CI=true``) a missing browser fails the test; elsewhere it skips
-with the reason. The test runs last (see the root ``conftest.py``), so the notebooks' models are cached.
+with the reason. The test runs after the notebooks (see the root ``conftest.py``), so their models are cached.
 The notebooks are copied to a temporary folder first, so running them never rewrites the repository.
 """
 
