@@ -96,8 +96,10 @@ def test_gc_online_option_and_extremes() -> None:
 
 
 def test_gc_mu_schedule_warm_start_and_linear_anneal() -> None:
-    constant = _method("gc", mu=0.5)
+    constant = _method("gc", mu=0.5, mu_end=None)  # the paper's setting: μ constant
     assert [constant.mu_at(k) for k in (0, 50, 99)] == [0.5, 0.5, 0.5]
+    default = _method("gc", steps=100)  # the 2D command-line default anneals μ from 0.5 to 0
+    assert [default.mu_at(k) for k in (0, 50, 100)] == pytest.approx([0.5, 0.25, 0.0])
     method = _method("gc", steps=100, mu=0.5, mu_end=0.1, gc_start=20)
     assert method.mu_at(0) == 0.0 and method.mu_at(19) == 0.0  # independent coupling before gc_start
     assert method.mu_at(20) == pytest.approx(0.5 - 0.4 * 0.2)  # linear in k/K, as the official get_mix_value
