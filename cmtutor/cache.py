@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,8 +91,7 @@ def cached_result(name: str, cfg_like: dict[str, Any], compute: Any) -> Any:
         if path.exists():
             return json.loads(path.read_text())
         value = compute()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(value))
-        os.replace(tmp, path)
+        tmp = path.with_suffix(".tmp")  # one writer at a time: the entry is locked
+        tmp.write_text(json.dumps(value))
+        tmp.replace(path)
         return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ def test_second_request_loads_the_cached_run(data_root: Path, monkeypatch: pytes
         assert torch.equal(a, b)
     assert second.history == first.history and len(first.history) == 5
     # a changed setting trains a new model instead of reusing the stale one
-    cache.load_or_train(_tiny().__class__(**{**_tiny().__dict__, "steps": 6}), "tiny")
+    cache.load_or_train(dataclasses.replace(_tiny(), steps=6), "tiny")
     assert len(calls) == 2
 
 
