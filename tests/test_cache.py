@@ -85,3 +85,28 @@ def test_concurrent_cached_results_compute_once(data_root: Path) -> None:
         t.join()
     assert calls == [1] and out == [{"w2": 1.25}] * 2
     assert not list((data_root / "cache").glob("*.tmp"))  # no temporary file left behind
+
+
+def test_load_or_train_many_trains_the_missing_entries_in_worker_processes(
+        data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notebook 03's ablation: the missing models are trained by 2 spawned processes (which inherit
+    CMTUTOR_DATA), this process only loads them; the weights are those of training here (one thread)."""
+    jobs = [(dataclasses.replace(_tiny(), seed=s), f"many{s}") for s in (1, 2, 3)]
+    cache.load_or_train(*jobs[0])  # one entry cached already: it is loaded, not trained again
+    calls = _counting_fit(monkeypatch)  # counts training in this process only
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = cache.load_or_train_many(jobs, workers=2)
+    finally:
+        torch.set_num_threads(before)
+    assert calls == []  # nothing trained here: the workers did it
+    assert len({r.cache_key for r in runs}) == 3  # type: ignore[attr-defined]
+    assert [r.cfg.seed for r in runs] == [1, 2, 3]  # in the order asked
+    torch.set_num_threads(1)
+    try:
+        here = cache.fit(jobs[2][0])
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(runs[2].nets.ema.parameters(), here.nets.ema.parameters()):
+        assert torch.equal(a, b)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -148,6 +149,79 @@ def test_ot_method_trains_on_permuted_noise() -> None:
     drawn = torch.randn_like(x)
     assert torch.allclose(z, drawn[ot_permutation(x, drawn)], atol=1e-3)
     assert ((x - z) ** 2).sum() < ((x - drawn) ** 2).sum()
+
+
+def _ot_run(steps: int = 40):  # noqa: ANN202
+    from cmtutor.train import build_run
+
+    cfg = default_config("ot", "moons", steps=steps, batch_size=64, seed=5, net={"hidden": 32, "depth": 2})
+    return build_run(cfg)
+
+
+def _params(run) -> list[torch.Tensor]:  # noqa: ANN001
+    return [p.detach().clone() for p in [*run.nets.model.parameters(), *run.nets.ema.parameters()]]
+
+
+@pytest.fixture
+def one_thread():  # noqa: ANN201
+    """One torch thread: bitwise-reproducible CPU training (two threads may reorder float sums)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_ot_lookahead_trains_the_same_weights_as_the_plain_loop(one_thread: None,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmtutor.train import train_steps
+
+    ahead = _ot_run()
+    assert OTCoupling.lookahead
+    for _ in train_steps(ahead):
+        assert ahead.pending is None or ahead.pending[0] == ahead.step  # drawn one step ahead
+    assert ahead.pending is None and ahead.rng_before_pending is None  # nothing left over at the end
+    monkeypatch.setattr(OTCoupling, "lookahead", False)
+    plain = _ot_run()
+    for _ in train_steps(plain):
+        assert plain.pending is None
+    assert all(torch.equal(a, b) for a, b in zip(_params(ahead), _params(plain)))
+
+
+def test_ot_lookahead_checkpoint_mid_run_resumes_exactly(one_thread: None) -> None:
+    from cmtutor.train import checkpoint_dict, resume_run, train_steps
+
+    full = _ot_run()
+    for _ in train_steps(full):
+        pass
+    cut = _ot_run()
+    for logs in train_steps(cut):
+        if logs["step"] == 17:
+            break  # a checkpoint here holds the RNG states from before step 18's early draws
+    assert cut.pending is not None and cut.pending[0] == 17
+    ckpt = copy.deepcopy(checkpoint_dict(cut))  # a copy: the live weights go on changing below
+    assert torch.equal(ckpt["rng"]["torch"], cut.rng_before_pending["torch"])
+    for _ in train_steps(cut):  # the interrupted generator's run continues with its early draws
+        pass
+    assert all(torch.equal(a, b) for a, b in zip(_params(full), _params(cut)))
+    resumed = resume_run(ckpt)  # and a resume from the checkpoint redraws them
+    for _ in train_steps(resumed):
+        pass
+    assert resumed.step == full.step == 40
+    assert all(torch.equal(a, b) for a, b in zip(_params(full), _params(resumed)))
+
+
+def test_ot_lookahead_leaves_a_core_to_the_assignment_thread() -> None:
+    from cmtutor.train import train_steps
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run = _ot_run(steps=3)
+        seen = [torch.get_num_threads() for _ in train_steps(run)]
+        assert seen == [1, 1, 1]  # while training: one torch thread, the other core solves assignments
+        assert torch.get_num_threads() == 2  # restored afterwards
+    finally:
+        torch.set_num_threads(before)
 
 
 # --- TCM ---------------------------------------------------------------------------------------------

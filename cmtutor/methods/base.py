@@ -4,6 +4,8 @@ A method (``cmtutor.methods.*``) is a small class with:
 
 * ``loss(nets, x, step)``: the training loss on a standardised data batch x at optimisation step k;
 * ``after_step(nets, step)``: bookkeeping after the optimiser step (the target-network EMA);
+* optionally ``draw(x, step)`` and ``lookahead = True``: the step's random draws, made one step early by
+  the training loop so that work on them (OT's assignment) overlaps the previous step;
 * class attributes saying which parameterisation it trains (EDM or CM boundary) and which kind of
   ``--teacher`` checkpoint it needs, if any.
 
@@ -90,6 +92,10 @@ class Method:
     requires_teacher: ClassVar[bool] = False
     #: True if samples are drawn with the PF-ODE (diffusion), False for consistency sampling.
     ode_sampling: ClassVar[bool] = False
+    #: True if the method has a ``draw(x, step)`` whose result ``loss(nets, x, step, drawn)`` accepts, and
+    #: gains from making the draws of step k + 1 while step k trains (OT: its assignment is solved in a
+    #: background thread). The training loop then draws one step ahead, in the same order on the RNG.
+    lookahead: ClassVar[bool] = False
 
     def __init__(self, hp: dict[str, Any], noise: NoiseConfig, total_steps: int, dim: int) -> None:
         self.hp = dict(hp)

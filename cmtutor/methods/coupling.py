@@ -27,6 +27,7 @@ Both methods here keep everything else of iCT (``cmtutor.methods.ct``) and only 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from cmtutor.methods.base import Nets, expand
-from cmtutor.methods.ct import ConsistencyTraining
+from cmtutor.methods.ct import ConsistencyTraining, Draw
 
 
 def ot_permutation(x: Tensor, z: Tensor) -> Tensor:
@@ -58,6 +59,17 @@ def ot_couple(x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
     return x, z[ot_permutation(x, z)]
 
 
+_SOLVER: ThreadPoolExecutor | None = None
+
+
+def _solver() -> ThreadPoolExecutor:
+    """One background thread for OT assignments (scipy's solver releases the GIL while it runs)."""
+    global _SOLVER
+    if _SOLVER is None:
+        _SOLVER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmtutor-ot")
+    return _SOLVER
+
+
 @torch.no_grad()
 def gc_endpoint(generator: nn.Module, x: Tensor, z: Tensor, sigma: Tensor) -> Tensor:
     """The generator-induced endpoint x̂ = f(x + σ·z, σ), without gradients (Issenhuth et al., Alg. 1)."""
@@ -74,9 +86,25 @@ def gc_mix(x: Tensor, x_hat: Tensor, mu: float, u: Tensor) -> Tensor:
 
 
 class OTCoupling(ConsistencyTraining):
-    """iCT with the noise of each batch re-assigned by minibatch optimal transport."""
+    """iCT with the noise of each batch re-assigned by minibatch optimal transport.
+
+    The assignment depends only on the step's draws, not on the weights, so :meth:`draw` hands it to a
+    background thread at once; with the training loop's lookahead it is solved while the previous step
+    trains (on 2D data about 5 ms of a 20 ms step at batch 256). The pairing is the same either way.
+    """
 
     name = "ot"
+    lookahead = True
+
+    def draw(self, x: Tensor, step: int) -> Draw:
+        d = super().draw(x, step)
+        d.pairing = _solver().submit(ot_permutation, x, d.z)
+        return d
+
+    def couple_drawn(self, nets: Nets, x: Tensor, d: Draw, step: int) -> tuple[Tensor, Tensor]:
+        if d.pairing is None:
+            return self.couple(nets, x, d.z, d.s_lo, step)
+        return x, d.z[d.pairing.result()]
 
     def couple(self, nets: Nets, x: Tensor, z: Tensor, s_lo: Tensor, step: int) -> tuple[Tensor, Tensor]:
         return ot_couple(x, z)

@@ -26,6 +26,8 @@ clean endpoint and the noise of each pair.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,6 +41,21 @@ CT_PRESET: dict[str, Any] = {"curriculum": "adaptive", "s0": 2, "s1": 150, "mu0"
                              "distance": "l2", "weighting": "uniform", "target": "ema"}
 ICT_PRESET: dict[str, Any] = {"curriculum": "doubling", "s0": 10, "s1": 1280, "mu0": 0.9, "pairs": "lognormal",
                               "distance": "pseudo_huber", "weighting": "inv_delta", "target": "online"}
+
+
+@dataclass
+class Draw:
+    """The random draws of one consistency-training step (see :meth:`ConsistencyTraining.draw`).
+
+    ``pairing`` is set by methods that start work on the draws ahead of time (OT's assignment, solved in a
+    background thread while the previous step trains).
+    """
+
+    s_lo: Tensor
+    s_hi: Tensor
+    weight: Tensor
+    z: Tensor
+    pairing: Future[Tensor] | None = None
 
 
 class ConsistencyTraining(Method):
@@ -110,10 +127,24 @@ class ConsistencyTraining(Method):
         """The (clean endpoint, noise) pair. Independent coupling: (x, z) unchanged."""
         return x, z
 
-    def loss(self, nets: Nets, x: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor | float]]:
+    def draw(self, x: Tensor, step: int) -> Draw:
+        """Every random draw of step k for the batch x: the pair of levels (with its weight) and the noise.
+
+        The draws do not depend on the weights, so the training loop may make them one step early
+        (:attr:`Method.lookahead`); the order of the draws on the RNG is the same either way.
+        """
         s_lo, s_hi, weight = self.sample_pairs(step, x.shape[0], x.device)
-        z = torch.randn_like(x)
-        x0, z = self.couple(nets, x, z, s_lo, step)
+        return Draw(s_lo, s_hi, weight, torch.randn_like(x))
+
+    def couple_drawn(self, nets: Nets, x: Tensor, d: Draw, step: int) -> tuple[Tensor, Tensor]:
+        """:meth:`couple` applied to a :class:`Draw` (OT overrides this to use a pairing solved ahead)."""
+        return self.couple(nets, x, d.z, d.s_lo, step)
+
+    def loss(self, nets: Nets, x: Tensor, step: int,
+             drawn: Any = None) -> tuple[Tensor, dict[str, Tensor | float]]:
+        d = drawn if drawn is not None else self.draw(x, step)
+        s_lo, s_hi, weight = d.s_lo, d.s_hi, d.weight
+        x0, z = self.couple_drawn(nets, x, d, step)
         x_hi = x0 + expand(s_hi, x0) * z
         target_net = nets.target if nets.target is not None else nets.model
 
