@@ -102,7 +102,8 @@ class OTCoupling(ConsistencyTraining):
 
     def draw(self, x: Tensor, step: int) -> Draw:
         d = super().draw(x, step)
-        d.pairing = _solver().submit(ot_permutation, x, d.z)
+        if x.device.type == "cpu":  # on a GPU the pairing is solved when needed, in the training thread
+            d.pairing = _solver().submit(ot_permutation, x, d.z)
         return d
 
     def couple_drawn(self, nets: Nets, x: Tensor, d: Draw, step: int) -> tuple[Tensor, Tensor]:
