@@ -59,6 +59,11 @@ def cache_key(cfg: TrainConfig, teacher_key: str | None = None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def entry_path(cfg: TrainConfig, name: str, teacher_key: str | None = None) -> Path:
+    """Where the cached run of ``cfg`` (learning from the teacher with cache key ``teacher_key``) lives."""
+    return cache_dir() / f"{name}-{cache_key(cfg, teacher_key)}.pt"
+
+
 def load_or_train(cfg: TrainConfig, name: str, teacher: Run | None = None, progress: bool = False) -> Run:
     """The run trained with ``cfg``: loaded from the cache if present, otherwise trained and cached.
 
@@ -67,7 +72,7 @@ def load_or_train(cfg: TrainConfig, name: str, teacher: Run | None = None, progr
     """
     teacher_key = getattr(teacher, "cache_key", None) if teacher is not None else None
     key = cache_key(cfg, teacher_key)
-    path = cache_dir() / f"{name}-{key}.pt"
+    path = entry_path(cfg, name, teacher_key)
     with entry_lock(path):  # another process training this very model: wait for it, then load its result
         if path.exists():
             ckpt = load_checkpoint(path, role="cached model")
@@ -123,7 +128,7 @@ def load_or_train_many(jobs: list[tuple[TrainConfig, str]], workers: int | None 
 
     import torch
 
-    missing = [(cfg, name) for cfg, name in jobs if not (cache_dir() / f"{name}-{cache_key(cfg)}.pt").exists()]
+    missing = [(cfg, name) for cfg, name in jobs if not entry_path(cfg, name).exists()]
     workers = min(workers or os.cpu_count() or 1, len(missing))
     if workers > 1:
         threads = max(1, torch.get_num_threads() // workers)

@@ -141,7 +141,7 @@ class ConsistencyTraining(Method):
         return self.couple(nets, x, d.z, d.s_lo, step)
 
     def loss(self, nets: Nets, x: Tensor, step: int,
-             drawn: Any = None) -> tuple[Tensor, dict[str, Tensor | float]]:
+             drawn: Draw | None = None) -> tuple[Tensor, dict[str, Tensor | float]]:
         d = drawn if drawn is not None else self.draw(x, step)
         s_lo, s_hi, weight = d.s_lo, d.s_hi, d.weight
         x0, z = self.couple_drawn(nets, x, d, step)
