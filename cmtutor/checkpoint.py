@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from cmtutor.config.run import TrainConfig
+from cmtutor.core.precond import Preconditioned
 from cmtutor.errors import CheckpointError
+from cmtutor.methods import get_method
+from cmtutor.nets.build import make_model
 
 FORMAT = "cmtutor-checkpoint-v1"
 
@@ -68,23 +73,86 @@ def load_checkpoint(path: str | os.PathLike[str], methods: tuple[str, ...] | Non
     return ckpt
 
 
-def build_network(net_cfg: dict[str, Any], dim: int | tuple[int, ...]) -> nn.Module:
-    """The raw network F_θ described by a config's ``net`` entry (``kind`` selects the architecture)."""
-    kind = net_cfg.get("kind", "mlp")
-    args = {k: v for k, v in net_cfg.items() if k != "kind"}
-    if kind == "mlp":
-        from cmtutor.nets import MLP, MLPConfig
-
-        return MLP(MLPConfig(dim=int(dim if isinstance(dim, int) else dim[0]), **args))
-    if kind == "unet":
-        from cmtutor.unet import build_unet  # type: ignore[import-not-found]
-
-        return build_unet(args, dim)
-    raise CheckpointError(f"unknown network kind {kind!r} in config")
-
-
 def state_dict_of(module: nn.Module) -> dict[str, Any]:
     """A state dict without a ``torch.compile`` or DDP wrapper's prefixes."""
     inner = getattr(module, "_orig_mod", module)
     inner = getattr(inner, "module", inner) if isinstance(inner, nn.parallel.DistributedDataParallel) else inner
     return inner.state_dict()
+
+
+def ema_state(ckpt: dict[str, Any]) -> dict[str, Tensor]:
+    """The sampling EMA's weights of a checkpoint, without the ``AveragedModel`` prefix."""
+    return {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k.startswith("module.")}
+
+
+def _frozen(model: Preconditioned) -> Preconditioned:
+    model.eval().requires_grad_(False)
+    return model
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], weights: str = "ema") -> Preconditioned:
+    """Rebuild the trained network of a checkpoint, with its EMA (default) or raw online weights."""
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    model = make_model(cfg.net, ckpt["dim"], cfg.noise_config, get_method(cfg.method).parameterization)
+    if weights == "ema":
+        state = ema_state(ckpt)
+    elif weights == "raw":
+        state = ckpt["model"]
+    else:
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    model.load_state_dict(state)
+    return _frozen(model)
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """The frozen network a run learns from (``--teacher``): the diffusion denoiser of CD and Direct CM, the
+    stage-1 consistency model of TCM. One description from the ``--teacher`` file to the student's checkpoint,
+    which embeds it (:meth:`to_dict`), so a student samples and resumes without the teacher file.
+
+    config: the teacher run's config; dim: its data shape; state: its EMA weights; standardizer: the map from
+    raw data to the teacher's coordinates, which the student shares.
+    """
+
+    config: dict[str, Any]
+    dim: Any
+    state: dict[str, Tensor]
+    standardizer: dict[str, Any]
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> Teacher:
+        """The teacher a checkpoint *is* (a ``--teacher`` file): its config and EMA weights."""
+        return cls(ckpt["config"], ckpt["dim"], ema_state(ckpt), ckpt["standardizer"])
+
+    @classmethod
+    def embedded_in(cls, ckpt: dict[str, Any]) -> Teacher | None:
+        """The teacher a student's checkpoint embeds, or None."""
+        t = ckpt.get("teacher")
+        if t is None:
+            return None
+        return cls(t["config"], t["dim"], t["state"], ckpt["standardizer"])
+
+    @property
+    def method(self) -> str:
+        return str(self.config["method"])
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a student's checkpoint stores under ``"teacher"`` (the standardiser is the student's own)."""
+        return {"config": self.config, "dim": self.dim, "state": self.state}
+
+    def build(self) -> Preconditioned:
+        """The frozen network, on the CPU."""
+        cfg = self.train_config
+        model = make_model(cfg.net, self.dim, cfg.noise_config, get_method(cfg.method).parameterization)
+        model.load_state_dict(self.state)
+        return _frozen(model)
+
+
+def teacher_from_checkpoint(ckpt: dict[str, Any]) -> Preconditioned | None:
+    """The frozen teacher embedded in a checkpoint (or None)."""
+    teacher = Teacher.embedded_in(ckpt)
+    return teacher.build() if teacher is not None else None

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import torch
 
-from cmtutor import distributed
 from cmtutor.cli import main
+from cmtutor.hardware import distributed
 
 
 def run(out: str) -> None:
@@ -27,9 +27,9 @@ def run(out: str) -> None:
     assert env.world_size == 2 and env.backend == "gloo"
 
     # sampling works on a DDP-wrapped model (the Sampler uses the module inside)
-    from cmtutor.accel import wrap_for_training
     from cmtutor.checkpoint import load_checkpoint
-    from cmtutor.train import resume_run
+    from cmtutor.hardware.accel import wrap_for_training
+    from cmtutor.training import resume_run
 
     r = resume_run(load_checkpoint(f"{out}/full/checkpoint.pt"))
     plain = r.sampler("raw").sample_images(6, steps=2, seed=3)

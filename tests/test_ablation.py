@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cmtutor.ablation import SWITCHES, cumulative_variants, flip, single_switch_variants
+from cmtutor.course.ablation import SWITCHES, cumulative_variants, flip, single_switch_variants
 from cmtutor.methods.ct import CT_PRESET, ICT_PRESET
 
 

@@ -81,3 +81,20 @@ def test_seeds_pair_students_with_their_teacher_of_the_same_seed(tmp_path: Path,
     assert cd.r2 == pytest.approx(1.1) and cd.train_s == pytest.approx(101.0)
     assert cd.verdict() == "pass"  # the mean 1.3 meets CD's bar 1.5, though one seed (1.4) is close
     assert summary["diffusion"].r2 is None and summary["diffusion"].verdict() == "FAIL"  # 1.3 > 1.15
+
+
+def test_results_merge_replaces_only_the_rerun_rows(tmp_path: Path) -> None:
+    """A partial rerun replaces its (set, method, seed) rows in the results file and keeps the others."""
+    old = [{**toy2d.Row("moons", m, 100.0, 1.4, None, seed=s).__dict__, "verdict": "pass"}
+           for m in ("diffusion", "ict") for s in (0, 1)]
+    merged = toy2d.merge_rows(old, [toy2d.Row("moons", "ict", 90.0, 1.7, 1.2, seed=1)])
+    assert len(merged) == 4
+    new = next(r for r in merged if r["method"] == "ict" and r["seed"] == 1)
+    assert new["r1"] == 1.7 and new["verdict"] == "FAIL"
+    doc = toy2d.results_document(merged, ["cmd"])
+    ict = next(s for s in doc["summary"] if s["method"] == "ict")
+    assert ict["r1"] == pytest.approx(1.55) and ict["seeds"] == [0, 1]
+
+
+def test_a_gpu_row_is_not_held_to_the_cpu_time_bar() -> None:
+    assert toy2d.Row("moons", "diffusion", 200.0, 1.0, None, timed=False).verdict() == "pass"

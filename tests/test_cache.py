@@ -1,4 +1,4 @@
-"""The notebooks' model cache (cmtutor.cache): load-or-train, keyed by the config, safe under concurrency."""
+"""The notebooks' model cache (cmtutor.course.cache): load-or-train, keyed by the config, safe under concurrency."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-import cmtutor.cache as cache
-from cmtutor.course import notebook_config
+import cmtutor.course.cache as cache
+from cmtutor.course.toy2d import notebook_config
 
 
 @pytest.fixture

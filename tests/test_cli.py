@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmtutor.metrics import EVAL_REPEATS
-
+from cmtutor.core.metrics import EVAL_REPEATS
 from conftest import PYTHON
 
 TINY = ["--set", 'net={"hidden": 32, "depth": 2}', "--batch-size", "64", "--quiet"]

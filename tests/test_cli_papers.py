@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cmtutor.cli import main
-from cmtutor.schedules import ict_num_scales
+from cmtutor.core.schedules import ict_num_scales
 
 TINY = ["--set", 'net={"hidden": 16, "depth": 1}', "--batch-size", "32", "--quiet", "--data", "moons"]
 

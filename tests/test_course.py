@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from cmtutor import course
+from cmtutor.course import toy2d
 
 
 def test_notebook_ema_window_is_a_tenth_of_the_run() -> None:
-    assert course.notebook_ema_decay(1000) == pytest.approx(0.99)
-    assert course.notebook_ema_decay(10_000) == pytest.approx(0.999)
-    assert course.notebook_ema_decay(10) == 0.9 and course.notebook_ema_decay(10**8) == 0.9999  # clipped
+    assert toy2d.notebook_ema_decay(1000) == pytest.approx(0.99)
+    assert toy2d.notebook_ema_decay(10_000) == pytest.approx(0.999)
+    assert toy2d.notebook_ema_decay(10) == 0.9 and toy2d.notebook_ema_decay(10**8) == 0.9999  # clipped
     for steps in (500, 2000, 3000):
-        assert 1 / (1 - course.notebook_ema_decay(steps)) == pytest.approx(0.1 * steps)
+        assert 1 / (1 - toy2d.notebook_ema_decay(steps)) == pytest.approx(0.1 * steps)
 
 
 def test_notebook_config_uses_it_unless_overridden() -> None:
-    cfg = course.notebook_config("ict", steps=2000)
+    cfg = toy2d.notebook_config("ict", steps=2000)
     assert cfg.ema_decay == pytest.approx(0.995) and cfg.batch_size == 256 and cfg.net["hidden"] == 128
-    assert course.notebook_config("ict", steps=2000, ema_decay=0.9).ema_decay == 0.9
+    assert toy2d.notebook_config("ict", steps=2000, ema_decay=0.9).ema_decay == 0.9

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmtutor.data import TOY_SETS, Standardizer, load_vectors, make_toy, read_vector_file
+from cmtutor.data.vectors import TOY_SETS, Standardizer, load_vectors, make_toy, read_vector_file
 from cmtutor.errors import DataError
 
 

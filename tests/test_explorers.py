@@ -14,7 +14,7 @@ import torch
 from cmtutor import explorers
 from cmtutor.config import default_config
 from cmtutor.explorers.base import Explorer
-from cmtutor.train import checkpoint_dict, fit
+from cmtutor.training import checkpoint_dict, fit
 
 TINY = {"hidden": 16, "depth": 2, "emb_dim": 8}
 
@@ -108,7 +108,7 @@ def test_couplings(runs: dict[str, Any]) -> None:
 
 
 def _truncated_results() -> dict[str, Any]:
-    """Stored-study results in the shape of ``cmtutor.studies.truncated.run`` (made-up numbers, 2 seeds)."""
+    """Stored-study results in the shape of ``cmtutor.benchmarks.studies.truncated.run`` (made-up numbers, 2 seeds)."""
     names = ["stage1", "ict_same_budget", "tcm", "no_anchor", "t_prime=0.5", "w_b=0"]
     runs = {k: {"final_1step": [1.5 + 0.1 * i, 1.6 + 0.1 * i], "final_2step": [1.4 + 0.1 * i, 1.45 + 0.1 * i]}
             for i, k in enumerate(names)}
@@ -186,8 +186,8 @@ class GaussDenoiser(torch.nn.Module):
 
 
 def test_ct_pair_errors_match_the_gaussian_closed_form_and_fall_with_n() -> None:
+    from cmtutor.core.schedules import karras_sigmas
     from cmtutor.explorers.discretisation import ct_pair_errors, nearest_pair
-    from cmtutor.schedules import karras_sigmas
 
     s2, dim = 0.7, 2
     x = torch.randn(256, dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -222,8 +222,8 @@ def test_ct_pair_errors_match_the_gaussian_closed_form_and_fall_with_n() -> None
 
 
 def test_expected_ct_chain_is_euler_with_the_exact_denoiser() -> None:
+    from cmtutor.core.schedules import karras_sigmas
     from cmtutor.explorers.discretisation import expected_ct_chain
-    from cmtutor.schedules import karras_sigmas
 
     s2 = 0.7
     x_max = 10.0 * torch.randn(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -239,8 +239,8 @@ def test_expected_ct_chain_is_euler_with_the_exact_denoiser() -> None:
 
 
 def test_one_sample_targets_scatter_around_the_euler_step() -> None:
+    from cmtutor.core.posterior import IdealDenoiser, posterior_variance
     from cmtutor.explorers.discretisation import expected_ct_target, one_sample_targets
-    from cmtutor.posterior import IdealDenoiser, posterior_variance
 
     data = torch.tensor([[-1.0, 0.0], [1.0, 0.5], [0.2, 1.5]], dtype=torch.float64)
     x_hi, hi, lo = torch.tensor([0.1, 0.4], dtype=torch.float64), 0.8, 0.5
@@ -252,8 +252,8 @@ def test_one_sample_targets_scatter_around_the_euler_step() -> None:
 
 
 def test_fast_posterior_mean_is_the_ideal_denoiser() -> None:
+    from cmtutor.core.posterior import IdealDenoiser
     from cmtutor.explorers.discretisation import FastPosteriorMean
-    from cmtutor.posterior import IdealDenoiser
 
     g = torch.Generator().manual_seed(4)
     data, x = torch.randn(300, 2, generator=g, dtype=torch.float64), torch.randn(50, 2, generator=g, dtype=torch.float64)

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from cmtutor.cache import cache_key
 from cmtutor.config import TrainConfig, default_config
-from cmtutor.train import build_run, checkpoint_dict, fit, resume_run, train_steps
+from cmtutor.course.cache import cache_key
+from cmtutor.training import build_run, checkpoint_dict, fit, resume_run, train_steps
 
 TINY = {"hidden": 16, "depth": 2, "emb_dim": 8}
 

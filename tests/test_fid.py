@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cmtutor import fid as fidlib
 from cmtutor.errors import UserError
+from cmtutor.evaluation import fid as fidlib
 
 
 def _tiny_extractor(mode: str = "clean") -> fidlib.FeatureExtractor:
@@ -134,9 +134,9 @@ def test_evaluate_reports_fid_with_its_protocol_and_caches_the_reference(
     Fréchet distance alone takes tens of seconds on a CPU)."""
     import json
 
-    from cmtutor.cifar10 import write_cifar10_format
     from cmtutor.cli import main
-    from cmtutor.imagecourse import standin_images
+    from cmtutor.course.images import standin_images
+    from cmtutor.data.cifar10 import write_cifar10_format
 
     monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path / "data"))
     small = _tiny_extractor("legacy_tensorflow")

@@ -11,11 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from cmtutor import cifar10
 from cmtutor.cli import main
+from cmtutor.data import cifar10
+from cmtutor.data.images import (
+    NOISE_CHUNK,
+    ImageScaler,
+    digits_uint8,
+    image_batch,
+    image_noise,
+    images_to_tensor,
+    load_images,
+    read_image_file,
+    to_uint8,
+)
 from cmtutor.errors import DataError
-from cmtutor.imagedata import (NOISE_CHUNK, ImageScaler, digits_uint8, image_batch, image_noise, images_to_tensor,
-                               load_images, read_image_file, to_uint8)
 
 
 def _standin(root: Path, n_train: int = 50, n_test: int = 20, seed: int = 0) -> Path:
@@ -174,7 +183,7 @@ def test_a_tarball_is_verified_before_extraction(tmp_path: Path) -> None:
 
 
 def test_notebook_08_falls_back_to_a_labelled_standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cmtutor.imagecourse import STANDIN_NOTE, cifar10_source
+    from cmtutor.course.images import STANDIN_NOTE, cifar10_source
 
     monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path))
     monkeypatch.setenv("CMTUTOR_OFFLINE", "1")

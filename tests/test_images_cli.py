@@ -68,6 +68,8 @@ def test_two_steps_then_exact_resume(method: str, tmp_path: Path, teachers: dict
     cfg = json.loads((tmp_path / "full" / "config.json").read_text())
     assert cfg["data_kind"] == "image" and cfg["net"]["kind"] == "unet" and cfg["net"]["preset"] == "tiny"
     assert cfg["noise"]["sigma_max"] == 80.0 and cfg["noise"]["sigma_data"] == 0.5
+    # the resolved network (the preset expanded), as the checkpoint holds it
+    assert "channels" in cfg["net"] and cfg == torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["config"]
     logs = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in logs] == [1, 2] and all(np.isfinite(x["loss"]) for x in logs)
     assert "peak_rss_mb" in logs[-1] and logs[-1]["images_per_s"] > 0  # the throughput report

@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from cmtutor.losses import (consistency_loss, denoising_loss, edm_loss_weight, get_distance, pseudo_huber,
-                            pseudo_huber_constant, squared_l2)
+from cmtutor.core.losses import (
+    consistency_loss,
+    denoising_loss,
+    edm_loss_weight,
+    get_distance,
+    pseudo_huber,
+    pseudo_huber_constant,
+    squared_l2,
+)
 
 
 def test_pseudo_huber_constant() -> None:

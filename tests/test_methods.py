@@ -6,14 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from cmtutor.config import VECTOR_NOISE, default_config
-from cmtutor.ema import make_ema
-from cmtutor.losses import squared_l2
+from cmtutor.config import default_config
+from cmtutor.core.ema import make_ema
+from cmtutor.core.losses import squared_l2
+from cmtutor.core.noise import VECTOR_NOISE
+from cmtutor.core.precond import Preconditioned
+from cmtutor.core.schedules import karras_sigmas
+from cmtutor.core.solvers import ode_step
 from cmtutor.methods import Nets, consistency_step, get_method
-from cmtutor.methods.ct import ConsistencyTraining
-from cmtutor.precond import Preconditioned
-from cmtutor.samplers import ode_step
-from cmtutor.schedules import karras_sigmas
+from cmtutor.methods.ct import ImprovedConsistencyTraining
 
 
 class Recorder(nn.Module):
@@ -30,9 +31,9 @@ class Recorder(nn.Module):
         return self.w * x / (1 + sigma[:, None])
 
 
-def _ict(**hp: object) -> ConsistencyTraining:
+def _ict(**hp: object) -> ImprovedConsistencyTraining:
     cfg = default_config("ict", "moons", steps=1000, hp=dict(hp))
-    return ConsistencyTraining(cfg.hp, VECTOR_NOISE, 1000, 2)
+    return ImprovedConsistencyTraining(cfg.hp, VECTOR_NOISE, 1000, 2)
 
 
 def test_ict_pair_direction_same_noise_and_adjacent_levels() -> None:
@@ -124,7 +125,7 @@ def test_diffusion_loss_uses_edm_parameterization() -> None:
 
 
 def test_every_consistency_model_satisfies_the_boundary() -> None:
-    from cmtutor.train import build_run
+    from cmtutor.training import build_run
 
     run = build_run(default_config("ict", "moons", steps=10))
     x = torch.randn(16, 2)

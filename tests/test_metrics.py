@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cmtutor.metrics import (mmd, ode_error, ratio_se, sliced_w2, transport_cost, vector_metrics, w2_exact,
-                             w2_floor)
+from cmtutor.core.metrics import mmd, ode_error, ratio_se, sliced_w2, transport_cost, vector_metrics, w2_exact, w2_floor
 
 
 def test_w2_exact_matches_brute_force() -> None:

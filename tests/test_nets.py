@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cmtutor.nets import MLP, FourierEmbedding, MLPConfig, SinusoidalEmbedding
-from cmtutor.precond import c_noise
-from cmtutor.schedules import karras_sigmas
+from cmtutor.core.precond import c_noise
+from cmtutor.core.schedules import karras_sigmas
+from cmtutor.nets.mlp import MLP, FourierEmbedding, MLPConfig, SinusoidalEmbedding
 
 
 def _neighbour_change(embed: torch.nn.Module) -> float:

@@ -16,8 +16,16 @@ import nbformat
 import pytest
 
 from cmtutor.exercises import check
-from cmtutor.nbtools import (EXERCISE_RE, NOTEBOOKS, SOLUTIONS, out_of_sync, strip_solution_code,
-                             strip_solution_markdown, student_version, wants_ignore)
+from cmtutor.nbtools import (
+    EXERCISE_RE,
+    NOTEBOOKS,
+    SOLUTIONS,
+    out_of_sync,
+    strip_solution_code,
+    strip_solution_markdown,
+    student_version,
+    wants_ignore,
+)
 
 CHECK_RE = re.compile(r"check\(\s*[\"'](\d+\.\d+)[\"']\s*,\s*([A-Za-z_][A-Za-z_0-9]*)")
 SOLUTION_NBS = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cmtutor import plots  # noqa: E402
+from cmtutor.course import plots  # noqa: E402
 
 
 def test_grid_points_cover_the_square() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cmtutor.posterior import IdealDenoiser, posterior_variance, posterior_weights, sample_posterior
-from cmtutor.samplers import ode_step
+from cmtutor.core.posterior import IdealDenoiser, posterior_variance, posterior_weights, sample_posterior
+from cmtutor.core.solvers import ode_step
 
 
 def _two_points() -> torch.Tensor:

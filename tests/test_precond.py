@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from cmtutor.nets import MLP, MLPConfig
-from cmtutor.precond import NoiseConfig, Preconditioned, c_noise, cm_scalings, edm_scalings
+from cmtutor.core.noise import NoiseConfig
+from cmtutor.core.precond import Preconditioned, c_noise, cm_scalings, edm_scalings
+from cmtutor.nets.mlp import MLP, MLPConfig
 
 SIGMAS = torch.tensor([0.002, 0.01, 0.1, 0.5, 1.0, 3.0, 10.0, 80.0], dtype=torch.float64)
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from cmtutor.samplers import consistency_sample, ode_step, sample_ode, sampling_sigmas, solve_ode
-from cmtutor.sampling import cm_sigmas
+from cmtutor.core.solvers import consistency_sample, ode_step, sample_ode, sampling_sigmas, solve_ode
+from cmtutor.sampler import cm_sigmas
 
 SD = 0.5
 

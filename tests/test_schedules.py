@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from cmtutor.schedules import (ct_num_scales, ct_target_ema, ict_num_scales, ict_stage_length, karras_sigmas,
-                               lognormal_pair_probs)
+from cmtutor.core.schedules import (
+    ct_num_scales,
+    ct_target_ema,
+    ict_num_scales,
+    ict_stage_length,
+    karras_sigmas,
+    lognormal_pair_probs,
+)
 
 
 def test_karras_grid_endpoints_and_formula() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmtutor.studies import RESULTS_DIR, couplings, direct, load_results, ordering, truncated, verdict
+from cmtutor.benchmarks.studies import RESULTS_DIR, couplings, direct, load_results, ordering, truncated, verdict
 
 NET = {"hidden": 16, "depth": 1}
 VERDICTS = {"reproduced", "partly", "not reproduced"}

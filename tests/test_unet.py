@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cmtutor.config import IMAGE_NOISE
-from cmtutor.precond import Preconditioned, cm_scalings
-from cmtutor.unet import PRESETS, Attention, UNet, UNetConfig, build_unet, count_parameters, resolve_net_config
+from cmtutor.core.noise import IMAGE_NOISE
+from cmtutor.core.precond import Preconditioned, cm_scalings
+from cmtutor.nets.unet import PRESETS, Attention, UNet, UNetConfig, build_unet, count_parameters, resolve_net_config
 
 
 def _perturb(net: torch.nn.Module, seed: int = 1) -> None:

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmtutor.accel import cpu_name
+from cmtutor.data import cifar10
+from cmtutor.data.root import data_root
+from cmtutor.hardware.accel import cpu_name
 
 #: Folders where a CIFAR-10 copy is commonly kept (checked in order; ``$CMTUTOR_DATA/cifar10`` first).
 SEARCH_ROOTS = ("datasets/cifar10", "data", "~/datasets/cifar10", "~/data", "~/.cache", "/data", "/datasets",
@@ -33,9 +35,6 @@ def find_cifar10(max_depth: int = 3) -> dict[str, Any]:
     Returns a report: the folders searched, every candidate found, and ``path`` of the first one that
     passes the official checksums (None if none does). Never downloads.
     """
-    from cmtutor import cifar10
-    from cmtutor.data import data_root
-
     roots = [data_root() / "cifar10", *(Path(os.path.expanduser(r)) for r in SEARCH_ROOTS)]
     found: list[dict[str, Any]] = []
     seen: set[Path] = set()

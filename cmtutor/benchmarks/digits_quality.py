@@ -4,13 +4,13 @@
     python -m cmtutor.benchmarks.digits_quality --steps 500 --out /tmp/quick.json
 
 Every method in ``cmtutor.methods.METHODS`` trains on the 8×8 digits with the small U-Net
-(``cmtutor.imagecourse.digits_config``: image noise σ_max = 80, σ_d = 0.5; each method's shipped image
+(``cmtutor.course.images.digits_config``: image noise σ_max = 80, σ_d = 0.5; each method's shipped image
 hyperparameters) for the same number of steps at the same batch size: the budget is "N steps of B
 images", and the CPU seconds each method actually used are reported beside it (methods differ in network
 passes per step). Methods that learn from a teacher get the diffusion model (or whatever their
 ``teacher_methods`` name) trained with the same budget; its time is reported on its own row.
 
-Quality is FD-digits (Fréchet distance on a small digits classifier's features, ``cmtutor.digits_fd``;
+Quality is FD-digits (Fréchet distance on a small digits classifier's features, ``cmtutor.evaluation.digits_fd``;
 not an FID) of 359 EMA samples against the 359 held-out digits, at 1 and 2 steps for consistency
 models and 18 and 40 Heun steps for the diffusion model, with the finite-sample floor (real training
 digits scored the same way). 32 samples per setting are stored (uint8 bytes as hex) for notebook 07.
@@ -28,14 +28,13 @@ from typing import Any
 import torch
 
 from cmtutor.benchmarks.common import machine, say, write_json
-from cmtutor.imagecourse import DIGITS_RESULTS, digits_config, sample_steps, teacher_of
+from cmtutor.course.images import DIGITS_RESULTS, digits_config, sample_steps, teacher_of
+from cmtutor.evaluation.digits_fd import fd_digits, fd_digits_floor, protocol
+from cmtutor.methods import METHODS
+from cmtutor.training import checkpoint_dict, fit
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cmtutor.digits_fd import fd_digits, fd_digits_floor, protocol
-    from cmtutor.methods import METHODS
-    from cmtutor.train import checkpoint_dict, fit
-
     p = argparse.ArgumentParser(prog="python -m cmtutor.benchmarks.digits_quality", description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=64)

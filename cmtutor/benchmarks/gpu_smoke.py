@@ -34,6 +34,8 @@ import numpy as np
 import torch
 
 from cmtutor.benchmarks.common import find_cifar10, machine, say, write_json
+from cmtutor.data.cifar10 import write_cifar10_format
+from cmtutor.evaluation.fid import find_inception
 
 
 def _run(cmd: list[str], timeout: float, env: dict[str, str]) -> dict[str, Any]:
@@ -63,8 +65,6 @@ def _metrics(run: Path) -> dict[str, Any]:
 
 
 def _standin(root: Path) -> Path:
-    from cmtutor.cifar10 import write_cifar10_format
-
     rng = np.random.default_rng(0)
     tr = rng.integers(0, 256, (5000, 32, 32, 3), dtype=np.uint8)
     te = rng.integers(0, 256, (1000, 32, 32, 3), dtype=np.uint8)
@@ -167,7 +167,6 @@ def main(argv: list[str] | None = None) -> int:
             if meta.exists():
                 report[f"sample_{k}step_meta"] = json.loads(meta.read_text())
         ev = [*py, "evaluate", "--samples", str(work / "s1.npz"), "--data", data, "--json"]
-        from cmtutor.fid import find_inception
 
         try:
             weights = find_inception(args.inception)

@@ -8,7 +8,7 @@
 Each study trains every configuration for 3 seeds on 2D ``moons`` at the notebooks' size and writes
 ``cmtutor/benchmarks/results/<study>.json`` (what the notebooks load). The printed report gives the command,
 the hardware, each study's wall time and the claims tables: the paper's claim, our measurement
-(mean ± standard deviation over seeds) and the verdict, decided by the fixed rule in ``cmtutor.studies``.
+(mean ± standard deviation over seeds) and the verdict, decided by the fixed rule in ``cmtutor.benchmarks.studies``.
 On 2 shared CPU cores the full run takes roughly 30–60 minutes.
 """
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cmtutor.studies import couplings, direct, hardware, load_results, save_results, table, truncated
+from cmtutor.benchmarks.studies import couplings, direct, hardware, load_results, save_results, table, truncated
 
 STUDIES = {"couplings": couplings, "truncated": truncated, "direct": direct}
 ALIASES = {"gc": "couplings", "ot": "couplings", "tcm": "truncated", "direct": "direct"}

@@ -5,7 +5,7 @@
     python -m cmtutor.benchmarks.throughput --modes compile --batch-sizes 128 512
 
 For every method in ``cmtutor.methods.METHODS`` (teachers are untrained networks of the same size:
-speed does not depend on the weights), the real training step (``cmtutor.train.train_steps``: batch
+speed does not depend on the weights), the real training step (``cmtutor.training.loop.train_steps``: batch
 drawing, the method's loss with all its network passes, backward, clipping, optimiser, EMA) is timed
 after warm-up. On a GPU the matrix is bf16 autocast × {eager, ``torch.compile``} × batch {128, 512},
 channels-last; on a CPU, fp32 eager at a small batch. Reported per configuration: images/s, step time,
@@ -40,19 +40,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from cmtutor.accel import mfu
 from cmtutor.benchmarks.common import find_cifar10, machine, say, write_json
+from cmtutor.config import default_config
+from cmtutor.data.cifar10 import load_cifar10
+from cmtutor.data.images import ImageData
+from cmtutor.hardware.accel import mfu, peak_memory_mb, sync
+from cmtutor.methods import METHODS
+from cmtutor.nets.unet import build_unet
+from cmtutor.training import build_run, checkpoint_dict, train_steps
 
 H100_BF16_DENSE_TFLOPS = 989.0
 
 
 def _images(found: dict[str, Any], n: int) -> tuple[Any, str]:
-    from cmtutor.imagedata import ImageData
-
     if found.get("path"):
-        from cmtutor.cifar10 import load_cifar10
-
         c = load_cifar10(found["path"], allow_download=False)
         return ImageData("cifar10", c.train, c.test, "test batch"), f"CIFAR-10 from {found['path']}"
     rng = np.random.default_rng(0)
@@ -61,17 +64,12 @@ def _images(found: dict[str, Any], n: int) -> tuple[Any, str]:
 
 
 def _config(method: str, batch: int, device: str, precision: str, compile_model: bool, net: str) -> Any:
-    from cmtutor.config import default_config
-
     return default_config(method, "cifar10", steps=1_000_000, batch_size=batch, device=device, precision=precision,
                           compile=compile_model, net={"preset": net}, checkpoint_every=10**9, sample_every=0)
 
 
 def _teacher(method: str, data: Any, device: str, precision: str, net: str) -> dict[str, Any] | None:
     """An untrained checkpoint of the method's teacher (same network size), built in memory."""
-    from cmtutor.methods import METHODS
-    from cmtutor.train import build_run, checkpoint_dict
-
     cls = METHODS[method]
     if not cls.teacher_methods:
         return None
@@ -82,18 +80,12 @@ def _teacher(method: str, data: Any, device: str, precision: str, net: str) -> d
 
 
 def _build(method: str, data: Any, batch: int, device: str, precision: str, compile_model: bool, net: str) -> Any:
-    from cmtutor.train import build_run
-
     cfg = _config(method, batch, device, precision, compile_model, net)
     return build_run(cfg, data=data, teacher=_teacher(method, data, device, precision, net))
 
 
 def step_flops(method: str, data: Any, device: str, precision: str, net: str, batch: int = 2) -> float:
     """Model FLOPs of one training step per image (all passes of the method, forward and backward)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from cmtutor.train import train_steps
-
     run = _build(method, data, batch, device, precision, False, net)
     steps = train_steps(run)
     next(steps)  # build lazily-created state first
@@ -104,10 +96,6 @@ def step_flops(method: str, data: Any, device: str, precision: str, net: str, ba
 
 def forward_flops(device: str, net: str) -> float:
     """FLOPs of one U-Net forward pass per image (what one-step generation costs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from cmtutor.unet import build_unet
-
     model = build_unet({"preset": net}, (3, 32, 32)).to(device)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         model(torch.randn(2, 3, 32, 32, device=device), torch.zeros(2, device=device))
@@ -116,9 +104,6 @@ def forward_flops(device: str, net: str) -> float:
 
 def time_training(method: str, data: Any, batch: int, device: str, precision: str, compile_model: bool, net: str,
                   warmup: int, steps: int) -> dict[str, Any]:
-    from cmtutor.accel import peak_memory_mb, sync
-    from cmtutor.train import train_steps
-
     dev = torch.device(device)
     t0 = time.perf_counter()
     run = _build(method, data, batch, device, precision, compile_model, net)
@@ -144,8 +129,6 @@ def time_training(method: str, data: Any, batch: int, device: str, precision: st
 
 def time_sampling(data: Any, n: int, batch: int, device: str, precision: str, net: str) -> dict[str, Any]:
     """One-step generation of n images with the CIFAR-10 network, the whole pipeline (untrained weights)."""
-    from cmtutor.accel import sync
-
     run = _build("ict", data, 8, device, precision, False, net)
     sampler = run.sampler()
     dev = torch.device(device)
@@ -163,8 +146,6 @@ def time_sampling(data: Any, n: int, batch: int, device: str, precision: str, ne
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cmtutor.methods import METHODS
-
     gpu = torch.cuda.is_available()
     p = argparse.ArgumentParser(prog="python -m cmtutor.benchmarks.throughput", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="throughput.json")

@@ -10,8 +10,13 @@ For each data set it runs ``python -m cmtutor train`` (default settings: nothing
 --teacher), ``sample`` (1 and 2 steps for consistency models; the teacher's Heun ODE for diffusion) and
 ``evaluate --json``, and reports the wall time of training and W2 / floor, where W2 is measured between
 1000 generated and 1000 held-out points and the floor is the W2 between two independent 1000-point data
-samples, each averaged over ``evaluate``'s 20 draws (``cmtutor.metrics.EVAL_REPEATS``; the standard error
-of every ratio is printed beside it). The bars come from the project's issues:
+samples, each averaged over ``evaluate``'s 20 draws (``cmtutor.core.metrics.EVAL_REPEATS``; the standard error
+of every ratio is printed beside it).
+
+Every finished row is merged into ``--results`` (default: the committed
+``cmtutor/benchmarks/results/toy2d.json``; a ``--quick`` run writes only ``OUT/results.json``): a row replaces
+the stored row of the same (set, method, seed) and keeps the others, so a partial rerun updates its rows only.
+``python -m cmtutor.benchmarks.report`` turns the file into docs/results.md. The bars come from the project's issues:
 
 * diffusion (Heun PF-ODE) ≤ 1.15× floor; CD one-step ≤ 1.5×; iCT one-step ≤ 1.5×, two-step ≤ 1.3×;
 * every other consistency method one-step ≤ 1.6×; every training run ≤ 180 s on 2 CPU cores.
@@ -46,8 +51,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from cmtutor.data import TOY_SETS, make_toy
+from cmtutor.benchmarks.common import write_json
+from cmtutor.benchmarks.studies import RESULTS_DIR
+from cmtutor.data.vectors import TOY_SETS, make_toy
+from cmtutor.hardware.accel import hardware as device
+from cmtutor.methods import METHODS, get_method
 
 #: (one-step bar, two-step bar or None) per method; methods not listed use DEFAULT_BAR.
 BARS: dict[str, tuple[float, float | None]] = {"diffusion": (1.15, None), "cd": (1.5, None), "ict": (1.5, 1.3)}
@@ -73,10 +83,6 @@ def extra_sets(folder: Path) -> list[str]:
 
 def hardware() -> str:
     """One line: the device, the logical CPUs visible and torch (the runtime bar is for 2 CPU cores)."""
-    import torch
-
-    from cmtutor.accel import hardware as device
-
     return f"{device()}; {os.cpu_count()} logical CPUs visible; torch {torch.__version__}"
 
 
@@ -92,12 +98,19 @@ class Row:
     se2: float | None = None
     #: the training seed (``train --seed``)
     seed: int = 0
+    #: where and when it was measured (:func:`hardware`, the date, the command's parallelism)
+    hardware: str = ""
+    date: str = ""
+    parallel: str = ""
+    #: whether ``train_s`` is held to the 2-core time bar (False for a run on a GPU)
+    timed: bool = True
 
     def missed(self) -> list[str]:
         """The bars this row misses: ``"quality"`` (W2 ratio) and/or ``"time"`` (training wall time)."""
         b1, b2 = BARS.get(self.method, DEFAULT_BAR)
         quality = self.r1 <= b1 and (b2 is None or self.r2 is None or self.r2 <= b2)
-        return [name for name, ok in (("quality", quality), ("time", self.train_s <= TIME_BAR_S)) if not ok]
+        return [name for name, ok in (("quality", quality), ("time", self.train_s <= TIME_BAR_S or not self.timed))
+                if not ok]
 
     def verdict(self) -> str:
         return "FAIL" if self.missed() else "pass"
@@ -136,8 +149,6 @@ def _ratio(ckpt: Path, data: str, out: Path, steps: int | None) -> tuple[float, 
 
 def run_one(data: str, method: str, work: Path, train_extra: list[str], teacher: Path | None) -> Row:
     """Train one method on one set through the command line, then measure W2 / floor (1 and 2 steps)."""
-    from cmtutor.methods import get_method
-
     cls = get_method(method)
     out = work / f"{Path(data).stem}-{method}"
     args = ["train", "--method", method, "--data", data, "--out", str(out), "--quiet"]
@@ -168,8 +179,6 @@ def run_all(data: list[str], methods: list[str], work: Path, train_extra: list[s
     A method that learns from a teacher (CD, Direct CM: the diffusion run; TCM: the iCT/CT run) waits for
     that run on the same set (and seed); without one among ``methods`` it is skipped with a message. With
     ``seeds`` (None: one run, the default seed, in ``work``) seed k runs in ``work/seed<k>`` with ``--seed k``."""
-    from cmtutor.methods import get_method
-
     order = sorted(methods, key=lambda m: (get_method(m).requires_teacher, m != "diffusion"))
     rows: list[Row] = []
     lock = threading.Lock()
@@ -225,6 +234,7 @@ class Summary:
     r2_range: tuple[float, float] | None
     train_s: float
     train_range: tuple[float, float]
+    timed: bool = True
 
     def verdict(self) -> str:
         return self._row().verdict()
@@ -233,7 +243,24 @@ class Summary:
         return self._row().verdict_text()
 
     def _row(self) -> Row:
-        return Row(self.data, self.method, self.train_s, self.r1, self.r2)
+        return Row(self.data, self.method, self.train_s, self.r1, self.r2, timed=self.timed)
+
+
+def merge_rows(stored: list[dict[str, Any]], new: list[Row]) -> list[dict[str, Any]]:
+    """The stored rows with every (set, method, seed) of ``new`` replaced by the new row (or added)."""
+    key = lambda r: (r["data"], r["method"], r["seed"])  # noqa: E731
+    merged = {key(r): r for r in stored}
+    for r in new:
+        merged[(r.data, r.method, r.seed)] = {**r.__dict__, "verdict": r.verdict()}
+    return sorted(merged.values(), key=lambda r: (r["data"], r["method"], r["seed"]))
+
+
+def results_document(rows: list[dict[str, Any]], commands: list[str]) -> dict[str, Any]:
+    """The results file: the bars, the commands that wrote it, every row, and the means over seeds."""
+    objs = [Row(**{k: v for k, v in r.items() if k != "verdict"}) for r in rows]
+    return {"benchmark": "toy2d", "bars": {"one_two_step": BARS, "default": DEFAULT_BAR, "train_s": TIME_BAR_S},
+            "commands": commands, "rows": rows,
+            "summary": [{**s.__dict__, "verdict": s.verdict()} for s in summarize(objs)]}
 
 
 def summarize(rows: list[Row]) -> list[Summary]:
@@ -249,7 +276,7 @@ def summarize(rows: list[Row]) -> list[Summary]:
         ts = [r.train_s for r in rs]
         out.append(Summary(d, m, [r.seed for r in rs], float(np.mean(r1)), (min(r1), max(r1)),
                            float(np.mean(r2)) if r2 else None, (min(r2), max(r2)) if r2 else None,
-                           float(np.mean(ts)), (min(ts), max(ts))))
+                           float(np.mean(ts)), (min(ts), max(ts)), all(r.timed for r in rs)))
     return out
 
 
@@ -261,12 +288,13 @@ def _print_summary(s: Summary) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cmtutor.methods import METHODS
-
     p = argparse.ArgumentParser(prog="python -m cmtutor.benchmarks.toy2d", description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="*", help="data sets (default: every built-in set and two .npy files)")
     p.add_argument("--methods", nargs="*", default=list(METHODS), help="methods (default: all)")
     p.add_argument("--out", default="runs/toy2d", help="work folder (checkpoints, samples, results.json)")
+    p.add_argument("--results", default=None,
+                   help=f"results file the rows are merged into (default {RESULTS_DIR / 'toy2d.json'}; "
+                        "--quick: OUT/results.json only)")
     p.add_argument("--quick", action="store_true", help="smoke run: 30 steps and a tiny network")
     p.add_argument("--jobs", type=int, default=1, help="trainings at a time (default 1)")
     p.add_argument("--threads", type=int, default=None,
@@ -289,13 +317,20 @@ def main(argv: list[str] | None = None) -> int:
           f"others 1-step <= 1.6; training <= {TIME_BAR_S:.0f} s\n", flush=True)
     print(f"parallel: {args.jobs} training(s) at a time, {args.threads or 'default'} thread(s) each\n", flush=True)
 
+    command = "python -m cmtutor.benchmarks.toy2d " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = Path(args.results) if args.results else (None if args.quick else RESULTS_DIR / "toy2d.json")
+    stored = json.loads(results.read_text()) if results is not None and results.exists() else {}
+    commands = [*stored.get("commands", []), command]
+    measured = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"),
+                "parallel": f"{args.jobs} job(s), {args.threads or 'default'} thread(s) each",
+                "timed": not torch.cuda.is_available()}  # `train --device auto` trains on the GPU if there is one
+
     def save(rows: list[Row]) -> None:
-        results = [{**r.__dict__, "verdict": r.verdict()} for r in rows]
-        summary = [{**s.__dict__, "verdict": s.verdict()} for s in summarize(rows)] if args.seeds else []
-        (work / "results.json").write_text(json.dumps({"hardware": hardware(), "quick": args.quick,
-                                                       "jobs": args.jobs, "threads": args.threads,
-                                                       "seeds": args.seeds, "rows": results,
-                                                       "summary": summary}, indent=2))
+        for r in rows:
+            r.__dict__.update(measured)
+        write_json(work / "results.json", results_document(merge_rows([], rows), [command]))
+        if results is not None:
+            write_json(results, results_document(merge_rows(stored.get("rows", []), rows), commands))
 
     rows = run_all(data, args.methods, work, extra, args.jobs, on_row=save, seeds=args.seeds)
     save(rows)

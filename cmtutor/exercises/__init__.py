@@ -14,12 +14,16 @@ module registers its exercises with :func:`register` when imported, and :func:`c
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+import cmtutor.exercises as pkg
 
 Inputs = Callable[[torch.Generator], Iterable[tuple[tuple[Any, ...], dict[str, Any]]]]
 
@@ -82,11 +86,6 @@ def _describe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 
 
 def _load_all() -> None:
-    import importlib
-    import pkgutil
-
-    import cmtutor.exercises as pkg
-
     for mod in pkgutil.iter_modules(pkg.__path__):
         if not mod.name.startswith("_"):
             importlib.import_module(f"cmtutor.exercises.{mod.name}")

@@ -7,8 +7,13 @@ from typing import Any
 
 import torch
 
+from cmtutor.core.losses import pseudo_huber
+from cmtutor.core.precond import cm_scalings, edm_scalings
+from cmtutor.core.schedules import ict_num_scales, karras_sigmas, lognormal_pair_probs
+from cmtutor.core.solvers import ode_step
 from cmtutor.exercises import Exercise, ToyConsistency, ToyDenoiser, register
 from cmtutor.exercises import sigmas_for_tests as _sigmas
+from cmtutor.methods.cd import cd_target
 
 
 def _ex_0_1(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, Any]]]:
@@ -46,8 +51,6 @@ def _ex_3_1(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, A
 
 
 def _ex_3_2(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, Any]]]:
-    from cmtutor.schedules import karras_sigmas
-
     yield (karras_sigmas(11, 0.002, 80.0), -1.1, 2.0), {}
     yield (karras_sigmas(41, 0.002, 10.0), -0.5, 1.0), {}
 
@@ -62,12 +65,6 @@ def _ex_3_3(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, A
 
 
 def _register() -> None:
-    from cmtutor.losses import pseudo_huber
-    from cmtutor.methods.cd import cd_target
-    from cmtutor.precond import cm_scalings, edm_scalings
-    from cmtutor.samplers import ode_step
-    from cmtutor.schedules import ict_num_scales, karras_sigmas, lognormal_pair_probs
-
     register(Exercise("0.1", "the Karras noise levels σ_1 < … < σ_N", karras_sigmas, _ex_0_1))
     register(Exercise("1.1", "the EDM scalings c_skip, c_out, c_in", edm_scalings, _ex_1_1))
     register(Exercise("1.2", "one Heun step of the PF-ODE",

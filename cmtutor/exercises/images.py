@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from cmtutor.data.cifar10 import batch_to_images
+from cmtutor.evaluation.fid import frechet_distance
 from cmtutor.exercises import Exercise, register
+from cmtutor.hardware.accel import mfu
 
 
 def _ex_7_1(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, Any]]]:
@@ -47,10 +50,6 @@ def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
 
 
 def _register() -> None:
-    from cmtutor.accel import mfu
-    from cmtutor.cifar10 import batch_to_images
-    from cmtutor.fid import frechet_distance
-
     register(Exercise("7.1", "self-attention over the pixels, softmax(QKᵀ/√d)·V", _reference_attention, _ex_7_1,
                       rtol=1e-6, atol=1e-8))
     register(Exercise("7.2", "the Fréchet distance between two Gaussians", frechet_distance, _ex_7_2,

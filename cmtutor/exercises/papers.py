@@ -8,8 +8,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cmtutor.core.solvers import sample_ode
 from cmtutor.exercises import Exercise, ToyConsistency, ToyDenoiser, register
 from cmtutor.exercises import sigmas_for_tests as _sigmas
+from cmtutor.methods.coupling import gc_endpoint, gc_mix, ot_couple
+from cmtutor.methods.direct import direct_target
+from cmtutor.methods.tcm import TruncatedConsistency, boundary_weights
 
 
 class ToyStageOne(nn.Module):
@@ -66,8 +70,6 @@ def _ex_6_2(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, A
 def one_step_ode_error(f: nn.Module, teacher: nn.Module, z: Tensor, sigma_min: float, sigma_max: float,
                        steps: int) -> Tensor:
     """Reference of 6.2: mean ‖f(σ_max z, σ_max) − Φ(σ_max z)‖²/D, Φ the teacher's Heun solve (Karras grid)."""
-    from cmtutor.samplers import sample_ode
-
     with torch.no_grad():
         ref = sample_ode(teacher, z, sigma_min, sigma_max, steps=steps)
         x = f(z * sigma_max, torch.full((z.shape[0],), sigma_max, dtype=z.dtype))
@@ -75,10 +77,6 @@ def one_step_ode_error(f: nn.Module, teacher: nn.Module, z: Tensor, sigma_min: f
 
 
 def _register() -> None:
-    from cmtutor.methods.coupling import gc_endpoint, gc_mix, ot_couple
-    from cmtutor.methods.direct import direct_target
-    from cmtutor.methods.tcm import TruncatedConsistency, boundary_weights
-
     register(Exercise("4.1", "the minibatch optimal-transport coupling", ot_couple, _ex_4_1))
     register(Exercise("4.2", "the generator-induced (GC) mixed endpoint",
                       lambda g, x, z, s, mu, u: gc_mix(x, gc_endpoint(g, x, z, s), mu, u), _ex_4_2))

@@ -27,13 +27,13 @@ the cache) earlier, computes what it shows when it is built, and only re-draws a
 code host shows the figure, and nbval compares only the explorer's fixed one-line text form.
 """
 
+from cmtutor.explorers import truncated
 from cmtutor.explorers.base import Explorer
 from cmtutor.explorers.consistency import consistency_sampling, run_grid
 from cmtutor.explorers.coupling import couplings, default_couplings, generator_coupling, independent, minibatch_ot
 from cmtutor.explorers.discretisation import discretisation
 from cmtutor.explorers.ode import ode_paths
 from cmtutor.explorers.ode_error import ode_error
-from cmtutor.explorers import truncated
 from cmtutor.explorers.truncated import truncation
 
 __all__ = ["Explorer", "consistency_sampling", "couplings", "default_couplings", "discretisation",

@@ -184,7 +184,7 @@ def single_threaded(fn: F) -> F:
 
 
 def as_sampler(source: Any) -> Any:
-    """A :class:`cmtutor.sampling.Sampler` from a ``Run`` (its EMA weights) or a ``Sampler`` itself."""
+    """A :class:`cmtutor.sampler.Sampler` from a ``Run`` (its EMA weights) or a ``Sampler`` itself."""
     if hasattr(source, "sample_standardized"):
         return source
     if hasattr(source, "sampler"):

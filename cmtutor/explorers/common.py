@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmtutor.metrics import ode_error, w2_exact, w2_floor
-from cmtutor.samplers import consistency_sample, sample_ode, sampling_sigmas, solve_ode
-from cmtutor.sampling import cm_sigmas, unit_noise
+from cmtutor.core.metrics import ode_error, w2_exact, w2_floor
+from cmtutor.core.solvers import consistency_sample, sample_ode, sampling_sigmas, solve_ode
+from cmtutor.sampler import cm_sigmas, unit_noise
 
 
 def samples_per_step(sampler: Any, n: int, max_steps: int, seed: int) -> list[np.ndarray]:

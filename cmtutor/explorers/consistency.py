@@ -17,10 +17,18 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
+from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, square_limits
 from cmtutor.explorers import common
-from cmtutor.explorers.base import (Explorer, as_sampler, dropdown, fmt, reference_data, selection,
-                                    single_threaded, style)
-from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
+from cmtutor.explorers.base import (
+    Explorer,
+    as_sampler,
+    dropdown,
+    fmt,
+    reference_data,
+    selection,
+    single_threaded,
+    style,
+)
 
 
 def _draw_samples(ax: Axes, x_data: np.ndarray, steps_out: list[np.ndarray], k: int, title: str,

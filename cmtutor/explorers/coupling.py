@@ -21,10 +21,10 @@ from matplotlib.axes import Axes
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from cmtutor.core.metrics import transport_cost
+from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, square_limits
 from cmtutor.explorers.base import Explorer, as_sampler, dropdown, fmt, reference_data, selection, style
-from cmtutor.metrics import transport_cost
-from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
-from cmtutor.sampling import unit_noise
+from cmtutor.sampler import unit_noise
 
 #: A coupling: (data batch x, unit noise z, σ_i, μ) → (clean endpoint x̃, noise), all [B, D].
 Coupling = Callable[[Tensor, Tensor, float, float], tuple[Tensor, Tensor]]

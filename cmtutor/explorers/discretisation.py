@@ -4,7 +4,7 @@ Consistency training (Song et al. 2023, Eq. 10) trains on adjacent pairs (σ_i, 
 Karras grid (Karras et al. 2022, Eq. 5). Its target point for x_{σ_{i+1}} = x + σ_{i+1} z is the one-sample
 estimate x + σ_i z, the same clean x with the same noise. For a fixed noisy point that estimate is random
 (x is one draw from the posterior p(x | x_{σ_{i+1}})); its mean is one Euler step of the PF-ODE with the
-*exact* denoiser D*(x, σ) = E[x | x_σ] (:mod:`cmtutor.posterior`):
+*exact* denoiser D*(x, σ) = E[x | x_σ] (:mod:`cmtutor.core.posterior`):
 
     E[x + σ_i z | x_{σ_{i+1}}] = x_{σ_{i+1}} + (σ_i − σ_{i+1})·(x_{σ_{i+1}} − D*(x_{σ_{i+1}}, σ_{i+1}))/σ_{i+1},
 
@@ -36,12 +36,12 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from torch import Tensor
 
+from cmtutor.core.noise import VECTOR_NOISE, NoiseConfig
+from cmtutor.core.posterior import posterior_variance, posterior_weights
+from cmtutor.core.schedules import karras_sigmas, lognormal_pair_probs
+from cmtutor.core.solvers import ode_step, sampling_sigmas, solve_ode
+from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, square_limits
 from cmtutor.explorers.base import Explorer, fmt, selection, single_threaded, style
-from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
-from cmtutor.posterior import posterior_variance, posterior_weights
-from cmtutor.precond import NoiseConfig
-from cmtutor.samplers import ode_step, sampling_sigmas, solve_ode
-from cmtutor.schedules import karras_sigmas, lognormal_pair_probs
 
 #: Grid sizes offered: CT's curriculum starts at N = 2, iCT's at 11 and ends at 1281 (s1 + 1).
 DEFAULT_SIZES = (2, 3, 6, 11, 21, 41, 81, 161, 321, 641, 1281)
@@ -102,7 +102,7 @@ def one_sample_targets(x_hi: Tensor, sigma_hi: float, sigma_lo: float, data: Ten
 
 
 class FastPosteriorMean:
-    """D*(x, σ) for a scalar σ: :class:`cmtutor.posterior.IdealDenoiser` as one fused softmax (no chunking).
+    """D*(x, σ) for a scalar σ: :class:`cmtutor.core.posterior.IdealDenoiser` as one fused softmax (no chunking).
 
     The explorer evaluates D* a few thousand times on small batches, where IdealDenoiser's per-call overhead
     dominates; this gives the same values (a unit test checks it) in about half the time.
@@ -154,8 +154,6 @@ def discretisation(data: Any, noise: NoiseConfig | None = None, sizes: Sequence[
         if cfg is not None:
             noise = cfg.noise_config
         else:
-            from cmtutor.config import VECTOR_NOISE
-
             noise = VECTOR_NOISE
     sizes, sigmas = sorted(int(n) for n in sizes), sorted(float(s) for s in sigmas)
     if sizes[0] < 2:

@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 
-from cmtutor.explorers.base import (Explorer, as_sampler, dropdown, fmt, reference_data, style,
-                                    selection)
-from cmtutor.metrics import ode_error
-from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
-from cmtutor.samplers import sampling_sigmas, solve_ode
-from cmtutor.sampling import unit_noise
+from cmtutor.core.metrics import ode_error
+from cmtutor.core.solvers import sampling_sigmas, solve_ode
+from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, square_limits
+from cmtutor.explorers.base import Explorer, as_sampler, dropdown, fmt, reference_data, selection, style
+from cmtutor.sampler import unit_noise
 
 SOLVERS = ("heun", "euler")
 DEFAULT_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)

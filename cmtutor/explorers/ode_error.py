@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 
+from cmtutor.core.metrics import ode_error as ode_error_metric
+from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, square_limits
 from cmtutor.explorers import common
 from cmtutor.explorers.base import Explorer, as_sampler, dropdown, fmt, reference_data, selection, style
-from cmtutor.metrics import ode_error as ode_error_metric
-from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
 
 
 def ode_error(models: Mapping[str, Any], teacher: Any, data: Any | None = None, max_steps: int = 2,

@@ -2,7 +2,7 @@
 
 A TCM stage-2 run for every (t', w_b) costs about as much CPU time as the whole notebook may take, so this
 explorer trains nothing and computes nothing new: it shows the *stored* results of the 3-seed study behind
-notebook 05 (:mod:`cmtutor.studies.truncated`; ``python -m cmtutor.benchmarks.papers --only truncated``
+notebook 05 (:mod:`cmtutor.benchmarks.studies.truncated`; ``python -m cmtutor.benchmarks.papers --only truncated``
 re-measures them), and, where the notebook trained the run for the chosen setting itself (the default TCM
 t' = 1, w_b = 0.1 and stage 2 without the boundary model), that run's samples.
 
@@ -21,9 +21,11 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter
 
+from cmtutor.benchmarks.studies import Evaluator
+from cmtutor.benchmarks.studies.truncated import Study, variants
+from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, square_limits
 from cmtutor.explorers import common
 from cmtutor.explorers.base import Explorer, as_sampler, reference_data, selection, style
-from cmtutor.plots import COLORS, DATA_COLOR, scatter, square_limits
 
 #: The w_b value that stands for stage 2 without the boundary model (no frozen targets at all).
 NO_ANCHOR = "none"
@@ -32,9 +34,7 @@ BASELINES = {"stage1": "stage 1 alone", "ict_same_budget": "iCT, same budget"}
 
 
 def study_grid(results: Mapping[str, Any]) -> dict[tuple[float, Any], str]:
-    """(t', w_b) → the name of the study's stage-2 run with those settings (``cmtutor.studies.truncated``)."""
-    from cmtutor.studies.truncated import Study, variants
-
+    """(t', w_b) → the name of the study's stage-2 run with those settings (``cmtutor.benchmarks.studies.truncated``)."""
     st = results["study"]
     study = Study(t_prime=float(st["t_prime"]), w_b=float(st["w_b"]), t_primes=tuple(st["t_primes"]),
                   w_bs=tuple(st["w_bs"]))
@@ -52,8 +52,8 @@ def truncation(results: Mapping[str, Any], runs: Mapping[str, Any] | None = None
                n: int = 500, seed: int = 0) -> Explorer:
     """t' and w_b of TCM: the stored 3-seed study, and this notebook's own runs where it has them (notebook 05).
 
-    results: the stored study, ``cmtutor.studies.load_results("truncated")`` (or a fresh
-        ``cmtutor.studies.truncated.run()``).
+    results: the stored study, ``cmtutor.benchmarks.studies.load_results("truncated")`` (or a fresh
+        ``cmtutor.benchmarks.studies.truncated.run()``).
     runs: the study's run name → a ``Run``/``Sampler`` the notebook trained with those settings, e.g.
         ``{"tcm": tcm, "no_anchor": naive}``; their K-step samples are drawn (computed once, here).
     data: raw data points for the samples panel (default: the held-out split of the first run).
@@ -75,8 +75,6 @@ def truncation(results: Mapping[str, Any], runs: Mapping[str, Any] | None = None
     evaluator: Any = None
     x_data = np.zeros((0, 2))
     if samplers:
-        from cmtutor.studies import Evaluator
-
         first = next(iter(samplers.values()))
         x_data = reference_data(list(runs.values()), data, first.standardizer, n, seed)
         outs = {k: common.samples_per_step(s, n, 2, seed) for k, s in samplers.items()}

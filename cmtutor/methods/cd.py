@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cmtutor.losses import get_distance
-from cmtutor.methods.base import Method, Nets, consistency_step, expand
-from cmtutor.samplers import Solver, ode_step
-from cmtutor.schedules import karras_sigmas
+from cmtutor.core.schedules import karras_sigmas
+from cmtutor.core.solvers import Solver, ode_step
+from cmtutor.methods.base import ConsistencyMethod, Draw, Nets
 
 
 def cd_target(teacher: nn.Module, target_net: nn.Module, x_hi: Tensor, sigma_hi: Tensor, sigma_lo: Tensor,
@@ -29,8 +28,8 @@ def cd_target(teacher: nn.Module, target_net: nn.Module, x_hi: Tensor, sigma_hi:
         return target_net(x_lo, sigma_lo)
 
 
-class ConsistencyDistillation(Method):
-    """CD from a frozen EDM diffusion teacher."""
+class ConsistencyDistillation(ConsistencyMethod):
+    """CD from a frozen EDM diffusion teacher: a uniform pair of adjacent grid levels, the teacher's ODE step."""
 
     name = "cd"
     teacher_methods = ("diffusion",)
@@ -38,35 +37,28 @@ class ConsistencyDistillation(Method):
 
     @classmethod
     def default_hparams(cls, data_kind: str) -> dict[str, Any]:
-        """N = 18 levels on images (the CIFAR-10 setting of Song et al. 2023); N = 10 on 2D data, where the
-        teacher's Heun steps stay accurate over the wider gaps and fewer chained pairs accumulate less
-        consistency error (two-ring ``rings.npy``, 5000 steps, one-step W2/floor over 20 draws: N = 10 1.12 ± 0.05,
-        N = 18 1.66 ± 0.07, N = 40 2.74 ± 0.11)."""
+        """N = 18 levels on images (the CIFAR-10 setting of Song et al. 2023); N = 10 on 2D data
+        (docs/defaults.md#cd-on-2d)."""
         return {"num_scales": 10 if data_kind == "vector" else 18, "solver": "heun", "target_ema": 0.0,
                 "distance": "l2" if data_kind == "vector" else "pseudo_huber", "init_from_teacher": True}
 
     def __init__(self, hp: dict[str, Any], noise: Any, total_steps: int, dim: int) -> None:
         super().__init__(hp, noise, total_steps, dim)
         self.sigmas = karras_sigmas(self.hp["num_scales"], noise.sigma_min, noise.sigma_max, noise.rho).float()
-        self.distance = get_distance(self.hp["distance"], dim)
 
+    # -- axis 1: adjacent levels (σ_n, σ_{n+1}) of the N-level grid, n uniform ----------------------------
+    def times(self, batch: int, device: torch.device, step: int) -> tuple[Tensor, Tensor, None]:
+        sig = self.sigmas.to(device)
+        n = torch.randint(0, len(sig) - 1, (batch,), device=device)
+        return sig[n], sig[n + 1], None
+
+    # -- axis 3: θ⁻ at the teacher's one-step ODE estimate --------------------------------------------
     def uses_target_network(self) -> bool:
-        return self.hp["target_ema"] > 0
+        return self.hp.get("target_ema", 0.0) > 0
 
     def target_decay(self, step: int) -> float:
         return float(self.hp["target_ema"])
 
-    def loss(self, nets: Nets, x: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor | float]]:
+    def target(self, nets: Nets, x0: Tensor, z: Tensor, d: Draw, x_hi: Tensor) -> Tensor:
         assert nets.teacher is not None, "CD needs a teacher"
-        sig = self.sigmas.to(x.device)
-        n = torch.randint(0, len(sig) - 1, (x.shape[0],), device=x.device)
-        s_lo, s_hi = sig[n], sig[n + 1]
-        z = torch.randn_like(x)
-        x_hi = x + expand(s_hi, x) * z
-        target_net = nets.target if nets.target is not None else nets.model
-
-        teacher = nets.teacher
-        loss, _ = consistency_step(nets.model, x_hi, s_hi,
-                                   lambda: cd_target(teacher, target_net, x_hi, s_hi, s_lo, self.hp["solver"]),
-                                   torch.ones_like(s_hi), self.distance)
-        return loss, {"loss": loss.detach()}
+        return cd_target(nets.teacher, self.target_network(nets), x_hi, d.s_hi, d.s_lo, self.hp["solver"])

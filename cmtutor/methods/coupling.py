@@ -3,7 +3,7 @@
 Consistency training pairs every clean point x with a noise draw z and trains on the straight path
 x_σ = x + σ·z. With the *independent coupling* (IC, plain iCT) the pair (x, z) is drawn from p(x)·N(0, I).
 Both methods here keep everything else of iCT (``cmtutor.methods.ct``) and only change that pair, through
-:meth:`ConsistencyTraining.couple`:
+the endpoint hook :meth:`cmtutor.methods.base.ConsistencyMethod.endpoint`:
 
 * **OT** (Pooladian et al. 2023; Tong et al. 2024; the "iCT-OT" baseline of Issenhuth et al.): within each
   batch, the noise draws are permuted to solve the assignment problem
@@ -35,8 +35,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from cmtutor.methods.base import Nets, expand
-from cmtutor.methods.ct import ConsistencyTraining, Draw
+from cmtutor.methods.base import Draw, Nets, expand
+from cmtutor.methods.ct import ImprovedConsistencyTraining
 
 
 def ot_permutation(x: Tensor, z: Tensor) -> Tensor:
@@ -46,10 +46,7 @@ def ot_permutation(x: Tensor, z: Tensor) -> Tensor:
     """
     xa = x.detach().flatten(1).to("cpu", torch.float64).numpy()
     za = z.detach().flatten(1).to("cpu", torch.float64).numpy()
-    # The full squared distances, noise as rows: the solver's time depends on how the problem is posed, and
-    # this form was the fastest of those measured (2D, 256 × 256: 5-11 ms against 7-22 ms with data as rows;
-    # clustered data such as two-gaussians are the slow cases). The optimum is the same; only ties between
-    # equal-cost pairings (duplicate points in a batch drawn with replacement) may be broken differently.
+    # Noise as the rows: the fastest form measured, same optimum (docs/defaults.md#ot-on-2d).
     cost = (za**2).sum(1)[:, None] + (xa**2).sum(1)[None, :] - 2.0 * za @ xa.T
     rows, cols = linear_sum_assignment(cost)  # noise rows[i] goes with data point cols[i]
     perm = np.empty_like(rows)
@@ -88,13 +85,12 @@ def gc_mix(x: Tensor, x_hat: Tensor, mu: float, u: Tensor) -> Tensor:
     return torch.where(m, x_hat, x)
 
 
-class OTCoupling(ConsistencyTraining):
+class MinibatchOTCoupling(ImprovedConsistencyTraining):
     """iCT with the noise of each batch re-assigned by minibatch optimal transport.
 
     The assignment depends only on the step's draws, not on the weights, so :meth:`draw` hands it to a
     background thread at once; with the training loop's lookahead it is solved while the previous step
-    trains (on 2D data at batch 256 the solver takes 5-11 ms, about as long as the rest of a step: a step went
-    from 20.9 to 9.0 ms on 2 cores). The pairing is the same either way.
+    trains (docs/defaults.md#ot-on-2d). The pairing is the same either way.
     """
 
     name = "ot"
@@ -106,16 +102,13 @@ class OTCoupling(ConsistencyTraining):
             d.pairing = _solver().submit(ot_permutation, x, d.z)
         return d
 
-    def couple_drawn(self, nets: Nets, x: Tensor, d: Draw, step: int) -> tuple[Tensor, Tensor]:
+    def endpoint(self, nets: Nets, x: Tensor, d: Draw, step: int) -> tuple[Tensor, Tensor]:
         if d.pairing is None:
-            return self.couple(nets, x, d.z, d.s_lo, step)
+            return ot_couple(x, d.z)
         return x, d.z[d.pairing.result()]
 
-    def couple(self, nets: Nets, x: Tensor, z: Tensor, s_lo: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        return ot_couple(x, z)
 
-
-class GeneratorCoupling(ConsistencyTraining):
+class GeneratorInducedCoupling(ImprovedConsistencyTraining):
     """iCT with generator-induced endpoints mixed in at ratio μ (the fraction of generated endpoints).
 
     Hyperparameters (besides iCT's): ``mu`` (default 0.5, the paper's CIFAR-10 value), ``gc_model``
@@ -156,7 +149,9 @@ class GeneratorCoupling(ConsistencyTraining):
         """The network that produces x̂: the sampling EMA (default) or the online model."""
         return nets.ema.module if self.hp["gc_model"] == "ema" else nets.model
 
-    def couple(self, nets: Nets, x: Tensor, z: Tensor, s_lo: Tensor, step: int) -> tuple[Tensor, Tensor]:
+    def endpoint(self, nets: Nets, x: Tensor, d: Draw, step: int) -> tuple[Tensor, Tensor]:
+        """x̂ = sg f_EMA(x + σ_i·z, σ_i) for a share μ(k) of the batch, the real x elsewhere; the same z."""
+        z, s_lo = d.z, d.s_lo
         u = torch.rand(x.shape[0], device=x.device)
         mu = self.mu_at(step)
         if mu <= 0.0:

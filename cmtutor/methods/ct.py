@@ -19,23 +19,21 @@ weighting       ``uniform`` λ = 1               ``inv_delta`` λ = 1/(σ_{i+1} 
 target          ``ema`` θ⁻ with μ(k)            ``online``: θ⁻ = sg(θ), no EMA
 ==============  ==============================  =====================================
 
-Subclasses (GC and OT in ``cmtutor.methods.coupling``) only override :meth:`couple`, which picks the
-clean endpoint and the noise of each pair.
+In the hooks of :class:`cmtutor.methods.base.ConsistencyMethod`, CT and iCT set the pair of times (curriculum,
+pairs), the target network (EMA or online) and the weighting; the distance is ``hp["distance"]``. GC and OT
+(``cmtutor.methods.coupling``) build on iCT and override only the endpoint.
 """
 
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from cmtutor.losses import get_distance
-from cmtutor.methods.base import Method, Nets, consistency_step, expand
-from cmtutor.schedules import ct_num_scales, ict_num_scales, karras_sigmas, lognormal_pair_probs
+from cmtutor.core.schedules import ct_num_scales, ict_num_scales, karras_sigmas, lognormal_pair_probs
+from cmtutor.methods.base import ConsistencyMethod, Draw
 
 CT_PRESET: dict[str, Any] = {"curriculum": "adaptive", "s0": 2, "s1": 150, "mu0": 0.9, "pairs": "uniform",
                              "distance": "l2", "weighting": "uniform", "target": "ema"}
@@ -43,26 +41,14 @@ ICT_PRESET: dict[str, Any] = {"curriculum": "doubling", "s0": 10, "s1": 1280, "m
                               "distance": "pseudo_huber", "weighting": "inv_delta", "target": "online"}
 
 
-@dataclass
-class Draw:
-    """The random draws of one consistency-training step (see :meth:`ConsistencyTraining.draw`).
-
-    ``pairing`` is set by methods that start work on the draws ahead of time (OT's assignment, solved in a
-    background thread while the previous step trains).
-    """
-
-    s_lo: Tensor
-    s_hi: Tensor
-    weight: Tensor
-    z: Tensor
-    pairing: Future[Tensor] | None = None
+__all__ = ["CT_PRESET", "ICT_PRESET", "ConsistencyTraining", "Draw", "ImprovedConsistencyTraining"]
 
 
-class ConsistencyTraining(Method):
-    """Improved consistency training (iCT). Every iCT change is a hyperparameter switch (see module doc)."""
+class ConsistencyTraining(ConsistencyMethod):
+    """Consistency training (CT, Song et al. 2023, Algorithm 3); every iCT change is a switch (module doc)."""
 
-    name = "ict"
-    preset: dict[str, Any] = ICT_PRESET
+    name = "ct"
+    preset: dict[str, Any] = CT_PRESET
 
     @classmethod
     def default_hparams(cls, data_kind: str) -> dict[str, Any]:
@@ -70,7 +56,6 @@ class ConsistencyTraining(Method):
 
     def __init__(self, hp: dict[str, Any], noise: Any, total_steps: int, dim: int) -> None:
         super().__init__(hp, noise, total_steps, dim)
-        self.distance = get_distance(self.hp["distance"], dim)
         self._grids: dict[int, tuple[Tensor, Tensor]] = {}
         for key, allowed in (("curriculum", ("adaptive", "doubling")), ("pairs", ("uniform", "lognormal")),
                              ("weighting", ("uniform", "inv_delta")), ("target", ("ema", "online"))):
@@ -82,9 +67,7 @@ class ConsistencyTraining(Method):
         """N(k): the number of grid levels at step k."""
         if self.hp["curriculum"] == "adaptive":
             return ct_num_scales(step, self.total_steps, self.hp["s0"], self.hp["s1"])
-        if self.hp["curriculum"] == "doubling":
-            return ict_num_scales(step, self.total_steps, self.hp["s0"], self.hp["s1"])
-        raise ValueError(f"unknown curriculum {self.hp['curriculum']!r}; expected 'adaptive' or 'doubling'")
+        return ict_num_scales(step, self.total_steps, self.hp["s0"], self.hp["s1"])
 
     def grid(self, step: int) -> tuple[Tensor, Tensor]:
         """(ascending Karras levels, pair probabilities) for N(k) levels."""
@@ -93,28 +76,30 @@ class ConsistencyTraining(Method):
             sig = karras_sigmas(n, self.noise.sigma_min, self.noise.sigma_max, self.noise.rho)
             if self.hp["pairs"] == "lognormal":
                 probs = lognormal_pair_probs(sig, self.hp["p_mean"], self.hp["p_std"])
-            elif self.hp["pairs"] == "uniform":
-                probs = torch.full((n - 1,), 1.0 / (n - 1), dtype=torch.float64)
             else:
-                raise ValueError(f"unknown pair distribution {self.hp['pairs']!r}; expected 'uniform' or 'lognormal'")
+                probs = torch.full((n - 1,), 1.0 / (n - 1), dtype=torch.float64)
             self._grids[n] = (sig.float(), probs.float())
         return self._grids[n]
 
-    def sample_pairs(self, step: int, batch: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-        """(σ_lo, σ_hi, λ) for a batch: adjacent levels σ_i < σ_{i+1} and the loss weight."""
+    # -- axis 1: adjacent levels of the N(k) grid, uniform or lognormal ----------------------------------
+    def times(self, batch: int, device: torch.device, step: int) -> tuple[Tensor, Tensor, None]:
         sig, probs = self.grid(step)
         sig, probs = sig.to(device), probs.to(device)
         i = torch.multinomial(probs, batch, replacement=True)
-        s_lo, s_hi = sig[i], sig[i + 1]
-        if self.hp["weighting"] == "inv_delta":
-            weight = 1.0 / (s_hi - s_lo)
-        elif self.hp["weighting"] == "uniform":
-            weight = torch.ones_like(s_hi)
-        else:
-            raise ValueError(f"unknown weighting {self.hp['weighting']!r}; expected 'uniform' or 'inv_delta'")
-        return s_lo, s_hi, weight
+        return sig[i], sig[i + 1], None
 
-    # -- target network -----------------------------------------------------------------------------
+    # -- axis 4: λ = 1 or 1/(σ_{i+1} − σ_i) ------------------------------------------------------------
+    def weight(self, s_lo: Tensor, s_hi: Tensor, boundary: Tensor | None) -> Tensor:
+        if self.hp["weighting"] == "inv_delta":
+            return 1.0 / (s_hi - s_lo)
+        return torch.ones_like(s_hi)
+
+    def sample_pairs(self, step: int, batch: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """(σ_lo, σ_hi, λ) for a batch: adjacent levels σ_i < σ_{i+1} and the loss weight."""
+        s_lo, s_hi, boundary = self.times(batch, device, step)
+        return s_lo, s_hi, self.weight(s_lo, s_hi, boundary)
+
+    # -- axis 3: θ⁻ an EMA with rate μ(k) (CT) or sg(θ) (iCT) --------------------------------------------
     def uses_target_network(self) -> bool:
         return self.hp["target"] == "ema"
 
@@ -122,41 +107,12 @@ class ConsistencyTraining(Method):
         """μ(k) = exp(s0·ln μ0 / N(k)) (Song et al. 2023, App. C)."""
         return math.exp(self.hp["s0"] * math.log(self.hp["mu0"]) / self.num_scales(step))
 
-    # -- the coupling hook --------------------------------------------------------------------------
-    def couple(self, nets: Nets, x: Tensor, z: Tensor, s_lo: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        """The (clean endpoint, noise) pair. Independent coupling: (x, z) unchanged."""
-        return x, z
-
-    def draw(self, x: Tensor, step: int) -> Draw:
-        """Every random draw of step k for the batch x: the pair of levels (with its weight) and the noise.
-
-        The draws do not depend on the weights, so the training loop may make them one step early
-        (:attr:`Method.lookahead`); the order of the draws on the RNG is the same either way.
-        """
-        s_lo, s_hi, weight = self.sample_pairs(step, x.shape[0], x.device)
-        return Draw(s_lo, s_hi, weight, torch.randn_like(x))
-
-    def couple_drawn(self, nets: Nets, x: Tensor, d: Draw, step: int) -> tuple[Tensor, Tensor]:
-        """:meth:`couple` applied to a :class:`Draw` (OT overrides this to use a pairing solved ahead)."""
-        return self.couple(nets, x, d.z, d.s_lo, step)
-
-    def loss(self, nets: Nets, x: Tensor, step: int,
-             drawn: Draw | None = None) -> tuple[Tensor, dict[str, Tensor | float]]:
-        d = drawn if drawn is not None else self.draw(x, step)
-        s_lo, s_hi, weight = d.s_lo, d.s_hi, d.weight
-        x0, z = self.couple_drawn(nets, x, d, step)
-        x_hi = x0 + expand(s_hi, x0) * z
-        target_net = nets.target if nets.target is not None else nets.model
-
-        def target() -> Tensor:
-            return target_net(x0 + expand(s_lo, x0) * z, s_lo)
-
-        loss, _ = consistency_step(nets.model, x_hi, s_hi, target, weight, self.distance)
-        return loss, {"loss": loss.detach(), "num_scales": float(self.num_scales(step))}
+    def logs(self, d: Draw, step: int) -> dict[str, Tensor | float]:
+        return {"num_scales": float(self.num_scales(step))}
 
 
-class ConsistencyTrainingCT(ConsistencyTraining):
-    """The original consistency training of Song et al. (2023): CT with the adaptive N(k) and μ(k)."""
+class ImprovedConsistencyTraining(ConsistencyTraining):
+    """Improved consistency training (iCT, Song & Dhariwal 2023): CT with the five switches of the module doc."""
 
-    name = "ct"
-    preset = CT_PRESET
+    name = "ict"
+    preset = ICT_PRESET

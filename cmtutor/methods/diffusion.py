@@ -2,7 +2,7 @@
 
 Noise levels are drawn lognormally, ln σ ~ N(P_mean, P_std²) (EDM Table 1: −1.2 and 1.2), and the loss
 is λ(σ)·‖D_θ(x + σn, σ) − x‖² with λ(σ) = (σ² + σ_d²)/(σσ_d)². Samples come from the probability-flow
-ODE (``cmtutor.samplers.sample_ode``).
+ODE (``cmtutor.core.solvers.sample_ode``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from cmtutor.losses import denoising_loss
+from cmtutor.core.losses import denoising_loss
+from cmtutor.core.schedules import lognormal_sigmas
 from cmtutor.methods.base import Method, Nets
-from cmtutor.schedules import lognormal_sigmas
 
 
 class Diffusion(Method):
@@ -28,7 +28,7 @@ class Diffusion(Method):
     def default_hparams(cls, data_kind: str) -> dict[str, Any]:
         return {"p_mean": -1.2, "p_std": 1.2}
 
-    def loss(self, nets: Nets, x: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor | float]]:
+    def loss(self, nets: Nets, x: Tensor, step: int, drawn: Any = None) -> tuple[Tensor, dict[str, Tensor | float]]:
         sigma = lognormal_sigmas(x.shape[0], self.hp["p_mean"], self.hp["p_std"], device=x.device)
         noise = torch.randn_like(x)
         loss = denoising_loss(nets.model, x, sigma, noise, self.noise.sigma_data)

@@ -23,10 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cmtutor.losses import get_distance
-from cmtutor.methods.base import Method, Nets, consistency_step
-from cmtutor.samplers import Solver, ode_step
-from cmtutor.schedules import karras_sigmas
+from cmtutor.core.solvers import Solver, ode_step
+from cmtutor.methods.base import Draw, Nets
+from cmtutor.methods.cd import ConsistencyDistillation
 
 
 def per_sample_karras(sigma_start: Tensor, sigma_end: float, steps: int, rho: float = 7.0) -> Tensor:
@@ -48,34 +47,22 @@ def direct_target(teacher: nn.Module, x_t: Tensor, sigma_t: Tensor, sigma_min: f
     return x
 
 
-class DirectCM(Method):
-    """Direct CM: regression of f_θ(x_t, t) onto the teacher's full ODE solution, no self-target."""
+class DirectConsistencyModel(ConsistencyDistillation):
+    """Direct CM: CD's noisy points (its pair draw), regressed onto the teacher's full ODE solution instead of
+    the self-target; no target network."""
 
     name = "direct"
-    teacher_methods = ("diffusion",)
-    requires_teacher = True
 
     @classmethod
     def default_hparams(cls, data_kind: str) -> dict[str, Any]:
         return {"num_scales": 18, "ode_steps": 16, "solver": "heun",
                 "distance": "l2" if data_kind == "vector" else "pseudo_huber", "init_from_teacher": True}
 
-    def __init__(self, hp: dict[str, Any], noise: Any, total_steps: int, dim: int) -> None:
-        super().__init__(hp, noise, total_steps, dim)
-        self.sigmas = karras_sigmas(self.hp["num_scales"], noise.sigma_min, noise.sigma_max, noise.rho).float()
-        self.distance = get_distance(self.hp["distance"], dim)
+    def uses_target_network(self) -> bool:
+        return False
 
-    def loss(self, nets: Nets, x: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor | float]]:
+    # -- axis 3: the teacher's PF-ODE solved from x_hi all the way to σ_min -----------------------------
+    def target(self, nets: Nets, x0: Tensor, z: Tensor, d: Draw, x_hi: Tensor) -> Tensor:
         assert nets.teacher is not None, "Direct CM needs a diffusion teacher"
-        sig = self.sigmas.to(x.device)
-        n = torch.randint(0, len(sig) - 1, (x.shape[0],), device=x.device)
-        s_hi = sig[n + 1]  # the same noisy points as CD's online branch
-        z = torch.randn_like(x)
-        x_hi = x + s_hi.reshape(-1, *([1] * (x.ndim - 1))) * z
-        teacher = nets.teacher
-        loss, _ = consistency_step(
-            nets.model, x_hi, s_hi,
-            lambda: direct_target(teacher, x_hi, s_hi, self.noise.sigma_min, int(self.hp["ode_steps"]),
-                                  self.hp["solver"], self.noise.rho),
-            torch.ones_like(s_hi), self.distance)
-        return loss, {"loss": loss.detach()}
+        return direct_target(nets.teacher, x_hi, d.s_hi, self.noise.sigma_min, int(self.hp["ode_steps"]),
+                             self.hp["solver"], self.noise.rho)

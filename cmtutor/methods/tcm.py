@@ -41,8 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cmtutor.losses import get_distance
-from cmtutor.methods.base import Method, Nets, consistency_step, expand
+from cmtutor.methods.base import ConsistencyMethod, Draw, Method, Nets, expand
 
 #: Stage-1 methods whose checkpoints can serve as the frozen boundary model.
 STAGE1_METHODS: tuple[str, ...] = ("ict", "ct", "gc", "ot", "cd", "direct")
@@ -110,7 +109,7 @@ def boundary_weights(t: Tensor, r: Tensor, boundary: Tensor, w_b: float) -> Tens
     return (b * (w_b * n / n_b) + (1.0 - b) * (n / n_i)) / (t - r)
 
 
-class TruncatedCM(Method):
+class TruncatedConsistencyModel(ConsistencyMethod):
     """TCM stage 2: consistency training on [t', T] with a frozen stage-1 model as the boundary."""
 
     name = "tcm"
@@ -123,16 +122,12 @@ class TruncatedCM(Method):
                 "num_scales": None, "distance": "pseudo_huber", "anchor": "frozen", "init_from_teacher": True}
 
     @classmethod
-    def adapt_to_teacher(cls, hp: dict[str, Any], teacher_cfg: dict[str, Any], dim: int) -> dict[str, Any]:
+    def adapt_to_teacher(cls, hp: dict[str, Any], stage1: Method) -> dict[str, Any]:
         """Continue stage 1's Δt: ``num_scales=None`` becomes N at the end of stage 1 (CT-family teachers)."""
         if hp.get("num_scales") is not None:
             return hp
-        from cmtutor.config import TrainConfig
-        from cmtutor.methods import get_method
-
-        t_cfg = TrainConfig.from_dict(teacher_cfg)
-        stage1 = get_method(t_cfg.method)(t_cfg.hp, t_cfg.noise_config, t_cfg.steps, dim)
-        n = stage1.num_scales(t_cfg.steps) if hasattr(stage1, "num_scales") else 1281
+        num_scales = getattr(stage1, "num_scales", None)
+        n = num_scales(stage1.total_steps) if callable(num_scales) else 1281
         return {**hp, "num_scales": int(n)}
 
     @classmethod
@@ -144,7 +139,6 @@ class TruncatedCM(Method):
 
     def __init__(self, hp: dict[str, Any], noise: Any, total_steps: int, dim: int) -> None:
         super().__init__(hp, noise, total_steps, dim)
-        self.distance = get_distance(self.hp["distance"], dim)
         self.t_prime = float(self.hp["t_prime"])
         if not noise.sigma_min < self.t_prime < noise.sigma_max:
             raise ValueError(f"t_prime must lie in (σ_min, σ_max) = ({noise.sigma_min}, {noise.sigma_max}), "
@@ -174,12 +168,15 @@ class TruncatedCM(Method):
         assert nets.teacher is not None, "TCM needs the frozen stage-1 model (--teacher)"
         return TruncatedConsistency(nets.model, nets.teacher, self.t_prime)
 
-    def loss(self, nets: Nets, x: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor | float]]:
-        t, r, boundary = self.sample_times(x.shape[0], x.device)
-        z = torch.randn_like(x)
-        x_t = x + expand(t, x) * z
-        f_target = self.target_network(nets)
-        weight = boundary_weights(t, r, boundary, float(self.hp["w_b"]))
-        loss, _ = consistency_step(nets.model, x_t, t, lambda: f_target(x + expand(r, x) * z, r), weight,
-                                   self.distance)
-        return loss, {"loss": loss.detach(), "frozen_share": (r < self.t_prime).float().mean().detach()}
+    # -- axis 1: t on [t', T], r one Karras level below, a share of the batch at t = t' -----------------
+    def times(self, batch: int, device: torch.device, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        t, r, boundary = self.sample_times(batch, device)
+        return r, t, boundary
+
+    # -- axis 4: 1/(t − r), the boundary samples' mean weighted by w_b -------------------------------------
+    def weight(self, s_lo: Tensor, s_hi: Tensor, boundary: Tensor | None) -> Tensor:
+        assert boundary is not None
+        return boundary_weights(s_hi, s_lo, boundary, float(self.hp["w_b"]))
+
+    def logs(self, d: Draw, step: int) -> dict[str, Tensor | float]:
+        return {"frozen_share": (d.s_lo < self.t_prime).float().mean().detach()}

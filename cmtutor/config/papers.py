@@ -1,0 +1,33 @@
+"""What the papers used on CIFAR-10 (the digest in the course's reference notes, sections 1-5 and 8), for
+notebook 08's comparison with what cmtutor ships (``cmtutor.config.images``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: What the papers used on CIFAR-10 (methods.md, sections 1–5 and 8), for notebook 08's comparison.
+PAPER_CIFAR10: dict[str, dict[str, Any]] = {
+    "diffusion": {"paper": "EDM (Karras et al. 2022), DDPM++ config", "network": "DDPM++ 55.7M, dropout 0.13",
+                  "batch": 512, "steps": "≈390k (200M images)", "optimizer": "Adam lr 1e-3",
+                  "distance": "denoising L2", "ema": "half-life 0.5M images", "fid": "1.97 (35 NFE, cond.-free VP)"},
+    "cd": {"paper": "CM (Song et al. 2023)", "network": "NCSN++ 56M, dropout 0", "batch": 512, "steps": "800k",
+           "optimizer": "RAdam lr 4e-4", "distance": "LPIPS", "ema": "0.9999 (target μ = 0)",
+           "fid": "3.55 / 2.93 (1 / 2 steps)"},
+    "ct": {"paper": "CM (Song et al. 2023)", "network": "NCSN++ 56M, dropout 0", "batch": 512, "steps": "800k",
+           "optimizer": "RAdam lr 4e-4", "distance": "LPIPS", "ema": "0.9999 (target μ(k))",
+           "fid": "8.70 / 5.83"},
+    "ict": {"paper": "iCT (Song & Dhariwal 2023)", "network": "NCSN++ 56.4M, dropout 0.3", "batch": 1024,
+            "steps": "400k", "optimizer": "RAdam lr 1e-4", "distance": "pseudo-Huber", "ema": "0.99993",
+            "fid": "2.83 / 2.46"},
+    "gc": {"paper": "GC (Issenhuth et al. 2024)", "network": "SongUNet 128ch, dropout 0", "batch": 512,
+           "steps": "100k", "optimizer": "Lion lr 1e-4", "distance": "pseudo-Huber", "ema": "0.9999",
+           "fid": "5.95 (1 step, secondary source)"},
+    "ot": {"paper": "iCT-OT baseline (GC paper)", "network": "as GC", "batch": 512, "steps": "100k",
+           "optimizer": "Lion lr 1e-4", "distance": "pseudo-Huber", "ema": "0.9999", "fid": "6.75 (secondary)"},
+    "tcm": {"paper": "TCM (Lee et al. 2024)", "network": "DDPM++ 55.7M, dropout 0.2",
+            "batch": "512 (stage 1) / 1024 (stage 2)", "steps": "≈250k + 230k", "optimizer": "RAdam lr 1e-4 / 5e-5",
+            "distance": "L2 (Huber c = 1e-8)", "ema": "0.9999", "fid": "2.46 / 2.05"},
+    "direct": {"paper": "Direct CM (Vouitsis et al. 2024)", "network": "SDXL LoRA (no CIFAR-10 run)",
+               "batch": 16, "steps": "250", "optimizer": "AdamW lr 1e-4", "distance": "L2",
+               "ema": "none", "fid": "n/a on CIFAR-10"},
+}

@@ -1,0 +1,65 @@
+"""The run configuration: one JSON-serialisable dataclass, written to ``DIR/config.json`` and every checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from cmtutor.core.noise import VECTOR_NOISE, NoiseConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (written to ``DIR/config.json`` and every checkpoint)."""
+
+    method: str
+    data: str
+    steps: int = 20_000
+    batch_size: int = 512
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 2_000
+    log_every: int = 100
+    eval_every: int = 0
+    ema_decay: float = 0.999
+    #: further sampling EMAs kept beside ``ema_decay`` (e.g. ``[0.9, 0.999]``), to compare decays in one run
+    extra_ema_decays: list[float] = field(default_factory=list)
+    warmup_steps: int = 200
+    lr_decay: str = "cosine"
+    grad_clip: float = 1.0
+    optimizer: str = "adam"
+    teacher: str | None = None
+    data_kind: str = "vector"
+    noise: dict[str, float] = field(default_factory=VECTOR_NOISE.to_dict)
+    net: dict[str, Any] = field(default_factory=dict)
+    hp: dict[str, Any] = field(default_factory=dict)
+    two_step_sigma: float = 1.0
+    # --- images and the GPU path (cmtutor.hardware.accel); the defaults leave vector runs unchanged ---
+    #: "fp32", "bf16" (autocast), or "auto" (bf16 on CUDA, fp32 on a CPU)
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    #: random horizontal flips of training images
+    xflip: bool = False
+    #: write a grid of EMA samples every N steps (0: never)
+    sample_every: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not d["extra_ema_decays"]:  # so runs without extra EMAs keep their config (and cache key) as before
+            del d["extra_ema_decays"]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def noise_config(self) -> NoiseConfig:
+        return NoiseConfig.from_dict(self.noise)

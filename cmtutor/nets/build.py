@@ -1,0 +1,30 @@
+"""Networks from a config's ``net`` entry, wrapped in their preconditioning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from cmtutor.core.noise import NoiseConfig
+from cmtutor.core.precond import Parameterization, Preconditioned
+from cmtutor.errors import CheckpointError
+from cmtutor.nets.mlp import MLP, MLPConfig
+from cmtutor.nets.unet import build_unet
+
+
+def build_network(net_cfg: dict[str, Any], dim: int | tuple[int, ...]) -> nn.Module:
+    """The raw network F_θ described by a config's ``net`` entry (``kind`` selects the architecture)."""
+    kind = net_cfg.get("kind", "mlp")
+    args = {k: v for k, v in net_cfg.items() if k != "kind"}
+    if kind == "mlp":
+        return MLP(MLPConfig(dim=int(dim if isinstance(dim, int) else dim[0]), **args))
+    if kind == "unet":
+        return build_unet(args, dim)
+    raise CheckpointError(f"unknown network kind {kind!r} in config")
+
+
+def make_model(net_cfg: dict[str, Any], dim: int | tuple[int, ...], noise: NoiseConfig,
+               kind: Parameterization) -> Preconditioned:
+    """F_θ from ``net_cfg`` wrapped in EDM (``kind="edm"``) or CM-boundary (``"cm"``) preconditioning."""
+    return Preconditioned(build_network(net_cfg, dim), noise, kind)
