@@ -18,6 +18,13 @@ def _deterministic() -> None:
 
 
 @pytest.fixture
+def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data root (``CMTUTOR_DATA``) in tmp: caches and downloads never touch ``datasets/``."""
+    monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+@pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """Environment for command-line subprocesses: this interpreter's path, data root in tmp."""
     env = dict(os.environ)

@@ -5,7 +5,7 @@
 
 Each section names its source file, the command that wrote it and the machine it ran on. A benchmark that has
 not been run yet (its file absent) gets a line saying which command produces it. The tests check that the
-committed page is current (``tests/test_report.py``).
+committed page is current (``tests/benchmarks/test_report.py``).
 """
 
 from __future__ import annotations

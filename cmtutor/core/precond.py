@@ -13,7 +13,7 @@ and differ only in the scalings:
   condition f(x, ε) = x holds *exactly* for any network.
 
 Note the square root in c_in: dropping it (a known bug of one public iCT script) scales the network
-input wrongly at every σ. ``tests/test_precond.py`` checks all of these in closed form.
+input wrongly at every σ. ``tests/core/test_precond.py`` checks all of these in closed form.
 """
 
 from __future__ import annotations

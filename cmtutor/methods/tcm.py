@@ -29,7 +29,7 @@ stage 2 keeps the *CM-boundary* scalings of our stage-1 models: the student is i
 stage-1 weights, and with the same scalings it starts as exactly the stage-1 function (with EDM scalings
 the same weights would be a different function). The boundary at ε is never used by stage 2 (the student
 only acts for σ ≥ t'; the boundary condition at t' is inherited from the frozen model, not hard-coded),
-so nothing is lost. ``tests/test_papers_methods.py`` checks that f starts equal to stage 1.
+so nothing is lost. ``tests/methods/test_couplings_tcm_direct.py`` checks that f starts equal to stage 1.
 """
 
 from __future__ import annotations

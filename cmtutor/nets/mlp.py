@@ -4,7 +4,7 @@ Time embedding. The noise level enters as c_noise = ¼·ln σ, which spans only 
 σ ∈ [0.002, 80]. We embed it with sinusoids of *low*, fixed frequencies (1 to ``max_freq`` radians per
 unit of c_noise). A random Fourier embedding with high frequencies (scale 16, as in the original CM
 CIFAR-10 code) makes neighbouring noise levels look unrelated to the network, which is exactly what
-consistency training cannot afford: its loss compares f at two *adjacent* levels. ``tests/test_nets.py``
+consistency training cannot afford: its loss compares f at two *adjacent* levels. ``tests/nets/test_mlp.py``
 checks that the embedding is smooth in σ.
 """
 
@@ -36,7 +36,7 @@ class FourierEmbedding(nn.Module):
     """Random Fourier features [sin(2π·b_k·c), cos(2π·b_k·c)], b_k ~ N(0, scale²) fixed at init.
 
     With ``scale=16`` this is the noise embedding of the original CM/NCSN++ CIFAR-10 code. Kept here to
-    show (notebook 03, ``tests/test_nets.py``) why cmtutor's 2D default is the low-frequency
+    show (notebook 03, ``tests/nets/test_mlp.py``) why cmtutor's 2D default is the low-frequency
     :class:`SinusoidalEmbedding` instead.
     """
 

@@ -16,8 +16,8 @@ TINY = ["--set", 'net={"hidden": 16, "depth": 1}', "--batch-size", "32", "--quie
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path / "data"))
+def env(tmp_path: Path, data_root: Path) -> Path:
+    """The test's folder, with the data root inside it (the shared ``data_root`` fixture)."""
     return tmp_path
 
 

@@ -13,7 +13,7 @@ from conftest import PYTHON, ROOT
 
 def test_torchrun_two_processes_train_resume_sample(tmp_path: Path, cli_env: dict[str, str]) -> None:
     cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path)]
+           str(ROOT / "tests" / "hardware" / "ddp_worker.py"), str(tmp_path)]
     proc = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("ddp-worker ok") == 1  # rank 0 only

@@ -1,4 +1,4 @@
-"""Run under ``torchrun --nproc_per_node=2`` by tests/test_distributed.py (Gloo, CPU).
+"""Run under ``torchrun --nproc_per_node=2`` by tests/hardware/test_distributed.py (Gloo, CPU).
 
 Trains a tiny U-Net with DDP through the command line three times in one job: 4 steps straight,
 then 2 steps (``--stop-at 2``) and a ``--resume`` to 4; checks that sampling from a DDP-wrapped

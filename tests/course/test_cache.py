@@ -15,12 +15,6 @@ import cmtutor.course.cache as cache
 from cmtutor.course.toy2d import notebook_config
 
 
-@pytest.fixture
-def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
 def _tiny() -> Any:
     return notebook_config("diffusion", "moons", steps=5, net={"hidden": 8, "depth": 1}, log_every=1)
 

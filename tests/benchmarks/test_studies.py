@@ -15,8 +15,8 @@ VERDICTS = {"reproduced", "partly", "not reproduced"}
 
 
 @pytest.fixture(autouse=True)
-def _data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CMTUTOR_DATA", str(tmp_path / "data"))  # caches go to tmp, not to datasets/
+def _data_root(data_root: Path) -> None:
+    """Every test here: caches go to tmp, not to datasets/."""
 
 
 def _finite(values: object) -> bool:
