@@ -21,6 +21,7 @@ from cmtutor.benchmarks import toy2d
 from cmtutor.benchmarks.papers import STUDIES
 from cmtutor.benchmarks.studies import RESULTS_DIR, table
 from cmtutor.course.images import results_table
+from cmtutor.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "results.md"
@@ -58,6 +59,12 @@ def toy2d_section(res: dict[str, Any]) -> str:
              "Commands: " + "; ".join(f"`{c}`" for c in res["commands"]), ""]
     machines = sorted({(r["hardware"], r["date"], r["parallel"]) for r in res["rows"]})
     lines += ["Measured on: " + "; ".join(f"{h} ({p}), {d}" for h, d, p in machines), ""]
+    sets = sorted({r["data"] for r in res["rows"]})
+    missing = [f"{m} ({len(sets) - n} of {len(sets)} sets)" if n else m
+               for m in METHODS if (n := len({r["data"] for r in res["rows"] if r["method"] == m})) < len(sets)]
+    if missing:
+        lines += ["Not measured yet at the current defaults: " + ", ".join(missing) + ". `python -m "
+                  "cmtutor.benchmarks.toy2d --methods ...` measures them and merges the rows into the file.", ""]
     seeds = sorted({r["seed"] for r in res["rows"]})
     if len(seeds) > 1:
         lines += [f"Mean over seeds {', '.join(map(str, seeds))} (range in brackets); the verdict applies the bars to "
@@ -142,8 +149,9 @@ def glance(folder: Path = RESULTS_DIR) -> str:
         for s in res["summary"]:
             by_method.setdefault(s["method"], []).append(s)
         seeds = max(len(s["seeds"]) for s in res["summary"])
-        lines += [f"2D sets at the command-line defaults (W2/floor of 1000 held-out points; mean over up to {seeds} "
-                  "seeds; quality bars only):", "",
+        over = "one seed" if seeds == 1 else f"means over {seeds} seeds"
+        lines += [f"2D sets at the command-line defaults (W2/floor of 1000 held-out points, {over}; quality bars "
+                  "only):", "",
                   "| method | sets meeting the bar | 1 step, best – worst set | 2 steps, best – worst set |",
                   "| --- | --- | --- | --- |"]
         for m, rows in by_method.items():
@@ -152,6 +160,9 @@ def glance(folder: Path = RESULTS_DIR) -> str:
             r2 = [s["r2"] for s in rows if s["r2"] is not None]
             two = f"{min(r2):.2f} – {max(r2):.2f}" if r2 else "–"
             lines.append(f"| {m} | {ok} / {len(rows)} | {min(r1):.2f} – {max(r1):.2f} | {two} |")
+        unmeasured = [m for m in METHODS if m not in by_method]
+        if unmeasured:
+            lines += ["", f"Not measured yet at the current defaults: {', '.join(unmeasured)}."]
         lines.append("")
     claims = [(c["claim"], c["verdict"]) for name in STUDIES if (folder / f"{name}.json").exists()
               for c in STUDIES[name].claims(json.loads((folder / f"{name}.json").read_text()))]

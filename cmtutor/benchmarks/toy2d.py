@@ -124,6 +124,8 @@ class Row:
 
 #: CPU threads of each command-line process (None: torch's default); set by ``--threads``.
 THREADS: int | None = None
+#: Where and when rows are measured (:class:`Row`'s hardware, date, parallel and timed fields); set by ``main``.
+MEASURED: dict[str, Any] = {}
 
 
 def _cli(args: list[str], extra: list[str]) -> subprocess.CompletedProcess[str]:
@@ -163,7 +165,7 @@ def run_one(data: str, method: str, work: Path, train_extra: list[str], teacher:
     else:
         r1, se1 = _ratio(ckpt, data, out / "samples1.npy", 1)
         r2, se2 = _ratio(ckpt, data, out / "samples2.npy", 2)
-    return Row(Path(data).name, method, train_s, r1, r2, se1, se2)
+    return Row(Path(data).name, method, train_s, r1, r2, se1, se2, **MEASURED)
 
 
 def _print_row(row: Row) -> None:
@@ -321,13 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results) if args.results else (None if args.quick else RESULTS_DIR / "toy2d.json")
     stored = json.loads(results.read_text()) if results is not None and results.exists() else {}
     commands = [*stored.get("commands", []), command]
-    measured = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d"),
+    MEASURED.clear()
+    MEASURED.update({"hardware": hardware(), "date": time.strftime("%Y-%m-%d"),
                 "parallel": f"{args.jobs} job(s), {args.threads or 'default'} thread(s) each",
-                "timed": not torch.cuda.is_available()}  # `train --device auto` trains on the GPU if there is one
+                "timed": not torch.cuda.is_available()})  # `train --device auto` trains on the GPU if there is one
 
     def save(rows: list[Row]) -> None:
-        for r in rows:
-            r.__dict__.update(measured)
         write_json(work / "results.json", results_document(merge_rows([], rows), [command]))
         if results is not None:
             write_json(results, results_document(merge_rows(stored.get("rows", []), rows), commands))

@@ -30,12 +30,8 @@ def default_config(method: str, data: str, **overrides: Any) -> TrainConfig:
     else:
         base = {"method": method, "data": data, **VECTOR_METHOD_DEFAULTS.get(method, {})}
     defaults = {**cls.default_hparams("image" if image else "vector"), **base.pop("hp", {})}
-    given = overrides.pop("hp", {})
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise UserError(f"unknown hyperparameter(s) for {method}: {', '.join(unknown)}; "
-                        f"known: {', '.join(sorted(defaults)) or 'none'}")
-    hp = {**defaults, **given}
+    hp = {**defaults, **overrides.pop("hp", {})}
+    cls.hparams_type.parse(hp, method)  # an unknown key or a bad value: one clear error, before anything runs
     if image:
         net = {**base.pop("net"), **overrides.pop("net", {})}
         return TrainConfig(**{**base, **overrides, "hp": hp, "net": net})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +40,10 @@ def pseudo_huber(a: Tensor, b: Tensor, c: float | None = None) -> Tensor:
     if c is None:
         c = pseudo_huber_constant(a[0].numel())
     return torch.sqrt(_flat_sq(a, b) + c * c) - c
+
+
+#: The distances a consistency method can use (``hp.distance``).
+DistanceName = Literal["l2", "pseudo_huber"]
 
 
 def get_distance(name: str, dim: int) -> Distance:

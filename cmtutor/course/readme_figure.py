@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     panels = {"teacher, Heun 40 steps": runs.pop("diffusion").sampler().sample(2000, steps=40, seed=0)}
     panels.update({f"{TITLES[m]}, 1 step": run.sampler().sample(2000, steps=1, seed=0) for m, run in runs.items()})
     fig = plots.clouds(panels, data=data, ncols=4, size=2.4)
-    fig.suptitle(f"moons: one network evaluation per sample (grey: held-out data; {STEPS} training steps each)")
+    fig.suptitle(f"moons, notebook-sized runs ({STEPS} steps each): one network evaluation per sample, grey: held-out "
+                 "data.\nCT is far from converged at this budget; notebook 03 shows why and what iCT changes.")
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -19,7 +19,7 @@ and a method overrides only the axes its paper changes, each a hook:
 2. :meth:`ConsistencyMethod.endpoint`: the clean endpoint and its noise, the coupling (GC, OT);
 3. :meth:`ConsistencyMethod.target`: which network gives the target (θ⁻, the teacher's ODE step (CD), its full
    solve (Direct CM), the frozen stage-1 model below t' (TCM));
-4. :meth:`ConsistencyMethod.weight` and the distance ``hp["distance"]``.
+4. :meth:`ConsistencyMethod.weight` and the distance ``hp.distance``.
 
 :func:`consistency_step` runs one step: the target is computed first without gradients, then the RNG state is
 restored so that the online forward pass draws the *same dropout mask* as the target pass (as the official
@@ -38,9 +38,10 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from cmtutor.core.ema import ema_update
-from cmtutor.core.losses import Distance, consistency_loss, get_distance
+from cmtutor.core.losses import Distance, DistanceName, consistency_loss, get_distance
 from cmtutor.core.noise import NoiseConfig
 from cmtutor.core.precond import Parameterization
+from cmtutor.methods.hparams import Hparams
 
 
 @dataclass
@@ -111,17 +112,19 @@ class Method:
     #: gains from making the draws of step k + 1 while step k trains (OT: its assignment is solved in a
     #: background thread). The training loop then draws one step ahead, in the same order on the RNG.
     lookahead: ClassVar[bool] = False
+    #: the dataclass of the method's hyperparameters (``--hp``; :mod:`cmtutor.methods.hparams`)
+    hparams_type: ClassVar[type[Hparams]] = Hparams
 
     def __init__(self, hp: dict[str, Any], noise: NoiseConfig, total_steps: int, dim: int) -> None:
-        self.hp = dict(hp)
+        self.hp: Any = self.hparams_type.parse(hp, self.name)  # typed: ``self.hp.<name>``
         self.noise = noise
         self.total_steps = total_steps
         self.dim = dim
 
     @classmethod
     def default_hparams(cls, data_kind: str) -> dict[str, Any]:
-        """Method hyperparameters for ``"vector"`` or ``"image"`` data (overridable)."""
-        return {}
+        """Method hyperparameters for ``"vector"`` or ``"image"`` data: the dataclass defaults unless overridden."""
+        return cls.hparams_type().to_dict()
 
     @classmethod
     def adapt_to_teacher(cls, hp: dict[str, Any], teacher: Method) -> dict[str, Any]:
@@ -157,6 +160,13 @@ class Method:
             ema_update(nets.target, nets.model, self.target_decay(step))
 
 
+@dataclass(frozen=True)
+class ConsistencyHparams(Hparams):
+    """What every consistency method has: the distance d of its loss."""
+
+    distance: DistanceName = "pseudo_huber"
+
+
 @dataclass
 class Draw:
     """The random draws of one consistency step: the pair of times, the loss weight and the noise.
@@ -176,9 +186,11 @@ class Draw:
 class ConsistencyMethod(Method):
     """The consistency loss written once; subclasses override the hooks their paper changes (module doc)."""
 
+    hparams_type: ClassVar[type[Hparams]] = ConsistencyHparams
+
     def __init__(self, hp: dict[str, Any], noise: NoiseConfig, total_steps: int, dim: int) -> None:
         super().__init__(hp, noise, total_steps, dim)
-        self.distance = get_distance(self.hp["distance"], dim)
+        self.distance = get_distance(self.hp.distance, dim)
 
     # -- axis 1: the pair of times ------------------------------------------------------------------
     def times(self, batch: int, device: torch.device, step: int) -> tuple[Tensor, Tensor, Tensor | None]:

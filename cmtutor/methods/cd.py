@@ -10,6 +10,8 @@ from the teacher's weights (the CIFAR-10 setting): both use the same network, on
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,7 +19,7 @@ from torch import Tensor, nn
 
 from cmtutor.core.schedules import karras_sigmas
 from cmtutor.core.solvers import Solver, ode_step
-from cmtutor.methods.base import ConsistencyMethod, Draw, Nets
+from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, Nets
 
 
 def cd_target(teacher: nn.Module, target_net: nn.Module, x_hi: Tensor, sigma_hi: Tensor, sigma_lo: Tensor,
@@ -28,23 +30,35 @@ def cd_target(teacher: nn.Module, target_net: nn.Module, x_hi: Tensor, sigma_hi:
         return target_net(x_lo, sigma_lo)
 
 
+@dataclass(frozen=True)
+class CDHparams(ConsistencyHparams):
+    """CD's settings; the defaults are the CIFAR-10 ones of Song et al. 2023 (N = 18, Heun, μ = 0)."""
+
+    num_scales: int = 18
+    solver: Solver = "heun"
+    #: μ of the target EMA θ⁻ (0: θ⁻ = sg(θ))
+    target_ema: float = 0.0
+    #: start from the teacher's weights (both use the same network, only the scalings differ)
+    init_from_teacher: bool = True
+
+
 class ConsistencyDistillation(ConsistencyMethod):
     """CD from a frozen EDM diffusion teacher: a uniform pair of adjacent grid levels, the teacher's ODE step."""
 
     name = "cd"
     teacher_methods = ("diffusion",)
     requires_teacher = True
+    hparams_type = CDHparams
 
     @classmethod
     def default_hparams(cls, data_kind: str) -> dict[str, Any]:
-        """N = 18 levels on images (the CIFAR-10 setting of Song et al. 2023); N = 10 on 2D data
-        (docs/defaults.md#cd-on-2d)."""
-        return {"num_scales": 10 if data_kind == "vector" else 18, "solver": "heun", "target_ema": 0.0,
-                "distance": "l2" if data_kind == "vector" else "pseudo_huber", "init_from_teacher": True}
+        """The paper's CIFAR-10 setting on images; N = 10 and squared L2 on 2D data (docs/defaults.md#cd-on-2d)."""
+        hp = cls.hparams_type()
+        return (dataclasses.replace(hp, num_scales=10, distance="l2") if data_kind == "vector" else hp).to_dict()
 
     def __init__(self, hp: dict[str, Any], noise: Any, total_steps: int, dim: int) -> None:
         super().__init__(hp, noise, total_steps, dim)
-        self.sigmas = karras_sigmas(self.hp["num_scales"], noise.sigma_min, noise.sigma_max, noise.rho).float()
+        self.sigmas = karras_sigmas(self.hp.num_scales, noise.sigma_min, noise.sigma_max, noise.rho).float()
 
     # -- axis 1: adjacent levels (σ_n, σ_{n+1}) of the N-level grid, n uniform ----------------------------
     def times(self, batch: int, device: torch.device, step: int) -> tuple[Tensor, Tensor, None]:
@@ -54,11 +68,11 @@ class ConsistencyDistillation(ConsistencyMethod):
 
     # -- axis 3: θ⁻ at the teacher's one-step ODE estimate --------------------------------------------
     def uses_target_network(self) -> bool:
-        return self.hp.get("target_ema", 0.0) > 0
+        return self.hp.target_ema > 0
 
     def target_decay(self, step: int) -> float:
-        return float(self.hp["target_ema"])
+        return self.hp.target_ema
 
     def target(self, nets: Nets, x0: Tensor, z: Tensor, d: Draw, x_hi: Tensor) -> Tensor:
         assert nets.teacher is not None, "CD needs a teacher"
-        return cd_target(nets.teacher, self.target_network(nets), x_hi, d.s_hi, d.s_lo, self.hp["solver"])
+        return cd_target(nets.teacher, self.target_network(nets), x_hi, d.s_hi, d.s_lo, self.hp.solver)

@@ -28,7 +28,8 @@ the endpoint hook :meth:`cmtutor.methods.base.ConsistencyMethod.endpoint`:
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,7 +37,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from cmtutor.methods.base import Draw, Nets, expand
-from cmtutor.methods.ct import ImprovedConsistencyTraining
+from cmtutor.methods.ct import CTHparams, ImprovedConsistencyTraining
+from cmtutor.methods.hparams import HparamError
 
 
 def ot_permutation(x: Tensor, z: Tensor) -> Tensor:
@@ -108,6 +110,19 @@ class MinibatchOTCoupling(ImprovedConsistencyTraining):
         return x, d.z[d.pairing.result()]
 
 
+@dataclass(frozen=True)
+class GCHparams(CTHparams):
+    """iCT's settings plus GC's: the generated fraction μ, its schedule and the generator network."""
+
+    #: the fraction of generated endpoints (the paper's CIFAR-10 value 0.5)
+    mu: float = 0.5
+    #: None: μ constant; else μ is annealed linearly to it over the run (the official ``get_mix_value``)
+    mu_end: float | None = None
+    gc_model: Literal["ema", "online"] = "ema"
+    #: steps of independent coupling before GC starts
+    gc_start: int = 0
+
+
 class GeneratorInducedCoupling(ImprovedConsistencyTraining):
     """iCT with generator-induced endpoints mixed in at ratio μ (the fraction of generated endpoints).
 
@@ -117,37 +132,31 @@ class GeneratorInducedCoupling(ImprovedConsistencyTraining):
     """
 
     name = "gc"
-
-    @classmethod
-    def default_hparams(cls, data_kind: str) -> dict[str, Any]:
-        return {**super().default_hparams(data_kind), "mu": 0.5, "gc_model": "ema", "mu_end": None,
-                "gc_start": 0}
+    hparams_type = GCHparams
 
     def __init__(self, hp: dict[str, Any], noise: Any, total_steps: int, dim: int) -> None:
         super().__init__(hp, noise, total_steps, dim)
         for key in ("mu", "mu_end"):
-            value = self.hp.get(key)
-            if value is not None and not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"{key} is a fraction of generated endpoints and must lie in [0, 1], got {value}")
-        if self.hp["gc_model"] not in ("ema", "online"):
-            raise ValueError(f"gc_model must be 'ema' or 'online', got {self.hp['gc_model']!r}")
-        self.gc_start = int(self.hp.get("gc_start") or 0)  # .get: checkpoints from before the option lack it
+            value = getattr(self.hp, key)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise HparamError(f"{key} is a fraction of generated endpoints and must lie in [0, 1], got {value}")
+        self.gc_start = self.hp.gc_start
         if self.gc_start < 0:
-            raise ValueError(f"gc_start is a number of steps and must be >= 0, got {self.gc_start}")
+            raise HparamError(f"gc_start is a number of steps and must be >= 0, got {self.gc_start}")
 
     def mu_at(self, step: int) -> float:
         """The generated fraction μ(k) at step k: 0 before ``gc_start``, then ``mu`` (annealed linearly in
         k/K to ``mu_end`` when it is set, as the official ``get_mix_value``)."""
         if step < self.gc_start:
             return 0.0
-        mu, end = float(self.hp["mu"]), self.hp.get("mu_end")
+        mu, end = self.hp.mu, self.hp.mu_end
         if end is None:
             return mu
-        return mu + (float(end) - mu) * step / max(1, self.total_steps)
+        return mu + (end - mu) * step / max(1, self.total_steps)
 
     def generator(self, nets: Nets) -> nn.Module:
         """The network that produces x̂: the sampling EMA (default) or the online model."""
-        return nets.ema.module if self.hp["gc_model"] == "ema" else nets.model
+        return nets.ema.module if self.hp.gc_model == "ema" else nets.model
 
     def endpoint(self, nets: Nets, x: Tensor, d: Draw, step: int) -> tuple[Tensor, Tensor]:
         """x̂ = sg f_EMA(x + σ_i·z, σ_i) for a share μ(k) of the batch, the real x elsewhere; the same z."""

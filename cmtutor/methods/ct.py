@@ -20,20 +20,22 @@ target          ``ema`` θ⁻ with μ(k)            ``online``: θ⁻ = sg(θ), 
 ==============  ==============================  =====================================
 
 In the hooks of :class:`cmtutor.methods.base.ConsistencyMethod`, CT and iCT set the pair of times (curriculum,
-pairs), the target network (EMA or online) and the weighting; the distance is ``hp["distance"]``. GC and OT
+pairs), the target network (EMA or online) and the weighting; the distance is ``hp.distance``. GC and OT
 (``cmtutor.methods.coupling``) build on iCT and override only the endpoint.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from cmtutor.core.schedules import ct_num_scales, ict_num_scales, karras_sigmas, lognormal_pair_probs
-from cmtutor.methods.base import ConsistencyMethod, Draw
+from cmtutor.core.losses import DistanceName
+from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw
 
 CT_PRESET: dict[str, Any] = {"curriculum": "adaptive", "s0": 2, "s1": 150, "mu0": 0.9, "pairs": "uniform",
                              "distance": "l2", "weighting": "uniform", "target": "ema"}
@@ -41,7 +43,26 @@ ICT_PRESET: dict[str, Any] = {"curriculum": "doubling", "s0": 10, "s1": 1280, "m
                               "distance": "pseudo_huber", "weighting": "inv_delta", "target": "online"}
 
 
-__all__ = ["CT_PRESET", "ICT_PRESET", "ConsistencyTraining", "Draw", "ImprovedConsistencyTraining"]
+@dataclass(frozen=True)
+class CTHparams(ConsistencyHparams):
+    """CT's settings (defaults: CT, Song et al. 2023); iCT is the same fields at :data:`ICT_PRESET`."""
+
+    curriculum: Literal["adaptive", "doubling"] = "adaptive"
+    #: N(k) grows from s0 to s1 levels over the run
+    s0: int = 2
+    s1: int = 150
+    #: μ0 of the target EMA's rate μ(k) (``target="ema"``)
+    mu0: float = 0.9
+    pairs: Literal["uniform", "lognormal"] = "uniform"
+    distance: DistanceName = "l2"
+    weighting: Literal["uniform", "inv_delta"] = "uniform"
+    target: Literal["ema", "online"] = "ema"
+    #: the lognormal pair distribution (``pairs="lognormal"``; Song & Dhariwal 2023, Sec. 3.5)
+    p_mean: float = -1.1
+    p_std: float = 2.0
+
+
+__all__ = ["CTHparams", "CT_PRESET", "ICT_PRESET", "ConsistencyTraining", "Draw", "ImprovedConsistencyTraining"]
 
 
 class ConsistencyTraining(ConsistencyMethod):
@@ -49,33 +70,30 @@ class ConsistencyTraining(ConsistencyMethod):
 
     name = "ct"
     preset: dict[str, Any] = CT_PRESET
+    hparams_type = CTHparams
 
     @classmethod
     def default_hparams(cls, data_kind: str) -> dict[str, Any]:
-        return {**cls.preset, "p_mean": -1.1, "p_std": 2.0}
+        return cls.hparams_type.parse(cls.preset).to_dict()
 
     def __init__(self, hp: dict[str, Any], noise: Any, total_steps: int, dim: int) -> None:
         super().__init__(hp, noise, total_steps, dim)
         self._grids: dict[int, tuple[Tensor, Tensor]] = {}
-        for key, allowed in (("curriculum", ("adaptive", "doubling")), ("pairs", ("uniform", "lognormal")),
-                             ("weighting", ("uniform", "inv_delta")), ("target", ("ema", "online"))):
-            if self.hp[key] not in allowed:
-                raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {self.hp[key]!r}")
 
     # -- schedule ---------------------------------------------------------------------------------
     def num_scales(self, step: int) -> int:
         """N(k): the number of grid levels at step k."""
-        if self.hp["curriculum"] == "adaptive":
-            return ct_num_scales(step, self.total_steps, self.hp["s0"], self.hp["s1"])
-        return ict_num_scales(step, self.total_steps, self.hp["s0"], self.hp["s1"])
+        if self.hp.curriculum == "adaptive":
+            return ct_num_scales(step, self.total_steps, self.hp.s0, self.hp.s1)
+        return ict_num_scales(step, self.total_steps, self.hp.s0, self.hp.s1)
 
     def grid(self, step: int) -> tuple[Tensor, Tensor]:
         """(ascending Karras levels, pair probabilities) for N(k) levels."""
         n = self.num_scales(step)
         if n not in self._grids:
             sig = karras_sigmas(n, self.noise.sigma_min, self.noise.sigma_max, self.noise.rho)
-            if self.hp["pairs"] == "lognormal":
-                probs = lognormal_pair_probs(sig, self.hp["p_mean"], self.hp["p_std"])
+            if self.hp.pairs == "lognormal":
+                probs = lognormal_pair_probs(sig, self.hp.p_mean, self.hp.p_std)
             else:
                 probs = torch.full((n - 1,), 1.0 / (n - 1), dtype=torch.float64)
             self._grids[n] = (sig.float(), probs.float())
@@ -90,7 +108,7 @@ class ConsistencyTraining(ConsistencyMethod):
 
     # -- axis 4: λ = 1 or 1/(σ_{i+1} − σ_i) ------------------------------------------------------------
     def weight(self, s_lo: Tensor, s_hi: Tensor, boundary: Tensor | None) -> Tensor:
-        if self.hp["weighting"] == "inv_delta":
+        if self.hp.weighting == "inv_delta":
             return 1.0 / (s_hi - s_lo)
         return torch.ones_like(s_hi)
 
@@ -101,11 +119,11 @@ class ConsistencyTraining(ConsistencyMethod):
 
     # -- axis 3: θ⁻ an EMA with rate μ(k) (CT) or sg(θ) (iCT) --------------------------------------------
     def uses_target_network(self) -> bool:
-        return self.hp["target"] == "ema"
+        return self.hp.target == "ema"
 
     def target_decay(self, step: int) -> float:
         """μ(k) = exp(s0·ln μ0 / N(k)) (Song et al. 2023, App. C)."""
-        return math.exp(self.hp["s0"] * math.log(self.hp["mu0"]) / self.num_scales(step))
+        return math.exp(self.hp.s0 * math.log(self.hp.mu0) / self.num_scales(step))
 
     def logs(self, d: Draw, step: int) -> dict[str, Tensor | float]:
         return {"num_scales": float(self.num_scales(step))}

@@ -7,6 +7,7 @@ ODE (``cmtutor.core.solvers.sample_ode``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,6 +16,15 @@ from torch import Tensor
 from cmtutor.core.losses import denoising_loss
 from cmtutor.core.schedules import lognormal_sigmas
 from cmtutor.methods.base import Method, Nets
+from cmtutor.methods.hparams import Hparams
+
+
+@dataclass(frozen=True)
+class DiffusionHparams(Hparams):
+    """EDM's lognormal training levels: ln σ ~ N(p_mean, p_std²) (Karras et al. 2022, Table 1)."""
+
+    p_mean: float = -1.2
+    p_std: float = 1.2
 
 
 class Diffusion(Method):
@@ -24,12 +34,10 @@ class Diffusion(Method):
     parameterization = "edm"
     ode_sampling = True
 
-    @classmethod
-    def default_hparams(cls, data_kind: str) -> dict[str, Any]:
-        return {"p_mean": -1.2, "p_std": 1.2}
+    hparams_type = DiffusionHparams
 
     def loss(self, nets: Nets, x: Tensor, step: int, drawn: Any = None) -> tuple[Tensor, dict[str, Tensor | float]]:
-        sigma = lognormal_sigmas(x.shape[0], self.hp["p_mean"], self.hp["p_std"], device=x.device)
+        sigma = lognormal_sigmas(x.shape[0], self.hp.p_mean, self.hp.p_std, device=x.device)
         noise = torch.randn_like(x)
         loss = denoising_loss(nets.model, x, sigma, noise, self.noise.sigma_data)
         return loss, {"loss": loss.detach()}

@@ -18,13 +18,15 @@ the same noise) than CD, yet worse samples (FID). Notebook 06 measures both in 2
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from cmtutor.core.solvers import Solver, ode_step
-from cmtutor.methods.base import Draw, Nets
+from cmtutor.methods.base import ConsistencyHparams, Draw, Nets
 from cmtutor.methods.cd import ConsistencyDistillation
 
 
@@ -47,16 +49,28 @@ def direct_target(teacher: nn.Module, x_t: Tensor, sigma_t: Tensor, sigma_min: f
     return x
 
 
+@dataclass(frozen=True)
+class DirectHparams(ConsistencyHparams):
+    """Direct CM's settings: CD's grid and solver, the number of teacher ODE steps of its target; no θ⁻."""
+
+    num_scales: int = 18
+    ode_steps: int = 16
+    solver: Solver = "heun"
+    init_from_teacher: bool = True
+
+
 class DirectConsistencyModel(ConsistencyDistillation):
     """Direct CM: CD's noisy points (its pair draw), regressed onto the teacher's full ODE solution instead of
     the self-target; no target network."""
 
     name = "direct"
+    hparams_type = DirectHparams
 
     @classmethod
     def default_hparams(cls, data_kind: str) -> dict[str, Any]:
-        return {"num_scales": 18, "ode_steps": 16, "solver": "heun",
-                "distance": "l2" if data_kind == "vector" else "pseudo_huber", "init_from_teacher": True}
+        """Squared L2 on 2D data (docs/defaults.md#tcm-and-direct-cm-on-2d), pseudo-Huber on images."""
+        hp = cls.hparams_type()
+        return (dataclasses.replace(hp, distance="l2") if data_kind == "vector" else hp).to_dict()
 
     def uses_target_network(self) -> bool:
         return False
@@ -64,5 +78,5 @@ class DirectConsistencyModel(ConsistencyDistillation):
     # -- axis 3: the teacher's PF-ODE solved from x_hi all the way to σ_min -----------------------------
     def target(self, nets: Nets, x0: Tensor, z: Tensor, d: Draw, x_hi: Tensor) -> Tensor:
         assert nets.teacher is not None, "Direct CM needs a diffusion teacher"
-        return direct_target(nets.teacher, x_hi, d.s_hi, self.noise.sigma_min, int(self.hp["ode_steps"]),
-                             self.hp["solver"], self.noise.rho)
+        return direct_target(nets.teacher, x_hi, d.s_hi, self.noise.sigma_min, self.hp.ode_steps,
+                             self.hp.solver, self.noise.rho)

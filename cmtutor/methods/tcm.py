@@ -35,13 +35,15 @@ so nothing is lost. ``tests/methods/test_couplings_tcm_direct.py`` checks that f
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cmtutor.methods.base import ConsistencyMethod, Draw, Method, Nets, expand
+from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, Method, Nets, expand
+from cmtutor.methods.hparams import HparamError
 
 #: Stage-1 methods whose checkpoints can serve as the frozen boundary model.
 STAGE1_METHODS: tuple[str, ...] = ("ict", "ct", "gc", "ot", "cd", "direct")
@@ -109,17 +111,32 @@ def boundary_weights(t: Tensor, r: Tensor, boundary: Tensor, w_b: float) -> Tens
     return (b * (w_b * n / n_b) + (1.0 - b) * (n / n_i)) / (t - r)
 
 
+@dataclass(frozen=True)
+class TCMHparams(ConsistencyHparams):
+    """TCM stage 2's settings (Lee et al. 2025; the official CIFAR-10 values)."""
+
+    #: the truncation time t': the student trains on [t', T], the frozen stage-1 model answers below
+    t_prime: float = 1.0
+    #: the boundary loss weight w_b and the share of the batch drawn at t = t'
+    w_b: float = 0.1
+    boundary_share: float = 0.25
+    #: the truncated Student-t distribution of log t (scale, degrees of freedom)
+    t_scale: float = 0.2
+    t_df: float = 0.01
+    #: Karras levels for Δt; None: N at the end of stage 1 (:meth:`TruncatedConsistencyModel.adapt_to_teacher`)
+    num_scales: int | None = None
+    #: "frozen": the stage-1 model is the boundary; "none": the collapse ablation of notebook 05
+    anchor: Literal["frozen", "none"] = "frozen"
+    init_from_teacher: bool = True
+
+
 class TruncatedConsistencyModel(ConsistencyMethod):
     """TCM stage 2: consistency training on [t', T] with a frozen stage-1 model as the boundary."""
 
     name = "tcm"
     teacher_methods = STAGE1_METHODS
     requires_teacher = True
-
-    @classmethod
-    def default_hparams(cls, data_kind: str) -> dict[str, Any]:
-        return {"t_prime": 1.0, "w_b": 0.1, "boundary_share": 0.25, "t_scale": 0.2, "t_df": 0.01,
-                "num_scales": None, "distance": "pseudo_huber", "anchor": "frozen", "init_from_teacher": True}
+    hparams_type = TCMHparams
 
     @classmethod
     def adapt_to_teacher(cls, hp: dict[str, Any], stage1: Method) -> dict[str, Any]:
@@ -133,28 +150,27 @@ class TruncatedConsistencyModel(ConsistencyMethod):
     @classmethod
     def sampling_network(cls, model: nn.Module, teacher: nn.Module | None, hp: dict[str, Any]) -> nn.Module:
         """Sample with the piecewise f: the student for σ ≥ t', the frozen stage-1 model below."""
-        if teacher is None or hp.get("anchor", "frozen") == "none":
+        typed = cls.hparams_type.parse(hp, cls.name)
+        if teacher is None or typed.anchor == "none":
             return model
-        return TruncatedConsistency(model, teacher, float(hp["t_prime"]))
+        return TruncatedConsistency(model, teacher, typed.t_prime)
 
     def __init__(self, hp: dict[str, Any], noise: Any, total_steps: int, dim: int) -> None:
         super().__init__(hp, noise, total_steps, dim)
-        self.t_prime = float(self.hp["t_prime"])
+        self.t_prime = self.hp.t_prime
         if not noise.sigma_min < self.t_prime < noise.sigma_max:
-            raise ValueError(f"t_prime must lie in (σ_min, σ_max) = ({noise.sigma_min}, {noise.sigma_max}), "
+            raise HparamError(f"t_prime must lie in (σ_min, σ_max) = ({noise.sigma_min}, {noise.sigma_max}), "
                              f"got {self.t_prime}")
-        if self.hp["anchor"] not in ("frozen", "none"):
-            raise ValueError(f"anchor must be 'frozen' or 'none', got {self.hp['anchor']!r}")
-        self.num_scales = int(self.hp["num_scales"] or 1281)
+        self.num_scales = self.hp.num_scales or 1281
 
     def sample_times(self, batch: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """(t, r, is_boundary): t ∈ [t', T], r one Karras level below t, a ``boundary_share`` of t set to t'."""
         n = self.noise
         logt = truncated_student_t_log_times(torch.rand(batch, device=device), self.t_prime, n.sigma_max,
-                                             self.hp["t_scale"], self.hp["t_df"])
+                                             self.hp.t_scale, self.hp.t_df)
         t = logt.exp().clamp(self.t_prime, n.sigma_max)
         boundary = torch.zeros(batch, dtype=torch.bool, device=device)
-        k = int(batch * float(self.hp["boundary_share"])) if self.hp["anchor"] == "frozen" else 0
+        k = int(batch * self.hp.boundary_share) if self.hp.anchor == "frozen" else 0
         if k > 0:
             boundary[torch.randperm(batch, device=device)[:k]] = True
         t = torch.where(boundary, torch.full_like(t, self.t_prime), t)
@@ -163,7 +179,7 @@ class TruncatedConsistencyModel(ConsistencyMethod):
 
     def target_network(self, nets: Nets) -> nn.Module:
         """sg(student) above t'; the frozen stage-1 model below (``anchor="none"``: the student everywhere)."""
-        if self.hp["anchor"] == "none":
+        if self.hp.anchor == "none":
             return nets.model
         assert nets.teacher is not None, "TCM needs the frozen stage-1 model (--teacher)"
         return TruncatedConsistency(nets.model, nets.teacher, self.t_prime)
@@ -176,7 +192,7 @@ class TruncatedConsistencyModel(ConsistencyMethod):
     # -- axis 4: 1/(t − r), the boundary samples' mean weighted by w_b -------------------------------------
     def weight(self, s_lo: Tensor, s_hi: Tensor, boundary: Tensor | None) -> Tensor:
         assert boundary is not None
-        return boundary_weights(s_hi, s_lo, boundary, float(self.hp["w_b"]))
+        return boundary_weights(s_hi, s_lo, boundary, self.hp.w_b)
 
     def logs(self, d: Draw, step: int) -> dict[str, Tensor | float]:
         return {"frozen_share": (d.s_lo < self.t_prime).float().mean().detach()}

@@ -34,6 +34,7 @@ def test_a_new_results_file_changes_the_page_and_the_glance(tmp_path: Path) -> N
     assert "| moons | ict | 2 | 1.70 (1.70–1.70) | 1.60 (1.60–1.60) | 100 | FAIL |" in page
     glance = report.glance(tmp_path)
     assert "| diffusion | 2 / 2 | 1.05 – 1.05 | – |" in glance and "| ict | 0 / 2 |" in glance
+    assert "means over 2 seeds" in glance and "Not measured yet at the current defaults: cd, ct, gc, ot" in glance
     readme = f"intro\n{report.BEGIN}\nold table\n{report.END}\noutro\n"
     assert report.with_glance(readme, tmp_path) == f"intro\n{report.BEGIN}\n{glance}\n{report.END}\noutro\n"
 

@@ -113,7 +113,7 @@ def test_resume_after_kill_9_matches_uninterrupted(tmp_path: Path, cli_env: dict
 
 @pytest.mark.parametrize("case", ["missing_file", "bad_shape", "bad_dtype", "unknown_method", "wrong_teacher",
                                   "no_teacher", "not_writable", "unknown_data", "existing_run", "corrupt_ckpt",
-                                  "dim_mismatch"])
+                                  "dim_mismatch", "unknown_hp", "hp_wrong_type", "hp_not_allowed"])
 def test_bad_input_exits_2_with_one_line(case: str, teacher_dir: Path, tmp_path: Path,
                                          cli_env: dict[str, str]) -> None:
     existing = tmp_path / "existing"
@@ -139,6 +139,9 @@ def test_bad_input_exits_2_with_one_line(case: str, teacher_dir: Path, tmp_path:
         "corrupt_ckpt": ["sample", "--ckpt", str(tmp_path / "corrupt.pt"), "--n", "5", "--out", out + ".npy"],
         "dim_mismatch": [*train, "--method", "cd", "--data", str(tmp_path / "three.npy"), "--teacher",
                          str(teacher_dir), "--out", out],
+        "unknown_hp": [*train, "--method", "ict", "--data", "moons", "--hp", "num_scale=10", "--out", out],
+        "hp_wrong_type": [*train, "--method", "ict", "--data", "moons", "--hp", "s1=many", "--out", out],
+        "hp_not_allowed": [*train, "--method", "ict", "--data", "moons", "--hp", "distance=l1", "--out", out],
     }[case]
     proc = cli(args, cli_env, check=False)
     assert proc.returncode == 2, proc.stderr
