@@ -13,7 +13,6 @@ from cmtutor.config.run import TrainConfig
 from cmtutor.config.vectors import VECTOR_METHOD_DEFAULTS, VECTOR_NET
 from cmtutor.data.images import is_image_source
 from cmtutor.data.vectors import is_vector_source
-from cmtutor.errors import UserError
 from cmtutor.methods import get_method
 
 

@@ -18,7 +18,7 @@ from cmtutor.core.solvers import solve_ode
 from cmtutor.methods import Nets, get_method
 from cmtutor.methods.coupling import GeneratorInducedCoupling, MinibatchOTCoupling, gc_mix, ot_permutation
 from cmtutor.methods.direct import DirectConsistencyModel, direct_target, per_sample_karras
-from cmtutor.methods.tcm import TruncatedConsistency, TruncatedConsistencyModel, karras_step_down
+from cmtutor.methods.tcm import TruncatedConsistency, karras_step_down
 from cmtutor.training.lookahead import DrawAhead
 
 
