@@ -1,8 +1,9 @@
 """Repository-wide pytest setup (applies to `pytest --nbval notebooks/` as well as `pytest tests/`).
 
 Notebook kernels started by nbval inherit this process's environment; putting the repository root on
-PYTHONPATH makes them import *this checkout's* cmtutor, whatever else is installed. Deliberately
-nothing else is set here: in particular not MPLBACKEND, which would stop kernels from showing inline figures.
+PYTHONPATH makes them import *this checkout's* cmtutor, whatever else is installed. ``MPLBACKEND`` is removed
+from that environment: a headless server or CI image often sets it to ``Agg``, and a kernel that inherits it
+shows no figures, so every cell that draws one would differ from its stored output.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 os.environ.setdefault("PYTHONHASHSEED", "0")
+os.environ.pop("MPLBACKEND", None)  # kernels use their inline backend (module docstring)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Under pytest-xdist (`quickstart test` runs 2 workers on 2 cores) each worker, and the notebook kernels and
     # command-line processes it starts, computes on one thread: two workers with two threads each on 2 cores

@@ -5,6 +5,12 @@ name, the step, the model / EMA / target / optimiser / scheduler states, every R
 standardiser and, for methods that learn from a teacher, the teacher's config and weights (so a
 checkpoint is self-contained: it samples and resumes without the teacher file).
 
+Checkpoints are data: they are read with ``torch.load(weights_only=True)``, which builds tensors, containers
+and plain values only and refuses any other Python object, so a crafted ``.pt`` file given as ``--ckpt``,
+``--teacher`` or ``--resume`` runs nothing (PyTorch's own default since 2.6; :func:`read_torch_file`). The
+only objects allowed besides are NumPy arrays (:data:`LEGACY_GLOBALS`), which checkpoints written before the
+RNG states became tensors hold.
+
 Writes go to a temporary file in the same folder, are flushed and fsynced, then renamed over the old
 file (``os.replace`` is atomic on POSIX), so ``kill -9`` at any moment leaves either the old or the new
 checkpoint, never a torn one.
@@ -13,11 +19,14 @@ checkpoint, never a torn one.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +37,28 @@ from cmtutor.methods import get_method
 from cmtutor.nets.build import make_model
 
 FORMAT = "cmtutor-checkpoint-v1"
+#: NumPy's array reconstruction, its array and dtype classes: what checkpoints written before the NumPy RNG state
+#: was stored as a tensor hold (``np.random.get_state()``'s key array). Nothing else but tensors and plain data.
+LEGACY_GLOBALS: list[Any] = [np.zeros(1).__reduce__()[0], np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def read_torch_file(path: Path, role: str) -> Any:
+    """``torch.load`` of a file that may come from anyone: tensors and plain data only, never code.
+
+    :class:`CheckpointError` (one line) for a file that asks for any other Python object (nothing in it is
+    run), and for a truncated or corrupt file.
+    """
+    try:
+        with torch.serialization.safe_globals(LEGACY_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = found.group(1) if found else "an object that is not data"
+        raise CheckpointError(f"{role} {path} was not loaded: it asks to build the Python object {what}, which a "
+                              "cmtutor checkpoint never holds (nothing in the file was run)") from None
+    except Exception as exc:
+        raise CheckpointError(f"{role} {path} is not a readable checkpoint (truncated or corrupt: "
+                              f"{exc.__class__.__name__})") from None
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -61,10 +92,7 @@ def load_checkpoint(path: str | os.PathLike[str], methods: tuple[str, ...] | Non
         p = p / "checkpoint.pt"
     if not p.exists():
         raise CheckpointError(f"{role} not found: {path}")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"{role} {p} is not a readable checkpoint ({exc.__class__.__name__})") from None
+    ckpt = read_torch_file(p, role)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{role} {p} is not a cmtutor checkpoint")
     if methods is not None and ckpt["config"]["method"] not in methods:

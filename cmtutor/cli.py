@@ -33,7 +33,13 @@ from cmtutor.hardware.accel import effective_precision, hardware, resolve_device
 from cmtutor.methods import METHODS
 from cmtutor.sampler import Sampler
 from cmtutor.training import build_run, resume_run
-from cmtutor.training.rundir import atomic_write_text, check_writable_dir, train_in_folder
+from cmtutor.training.rundir import (
+    TrainingStopped,
+    atomic_write_text,
+    check_writable_dir,
+    exclusive_folder,
+    train_in_folder,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,39 +145,70 @@ def _cmd_train(args: argparse.Namespace) -> int:
                         "or choose another --out")
     overrides = _parse_assignments(args.overrides, "--set")
     hp = _parse_assignments(args.hp, "--hp")
-
-    if args.resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, role="--resume checkpoint")
-        saved = ckpt["config"]
-        for arg, key in _RESUME_FIELDS.items():
-            given = getattr(args, arg)
-            if given is not None and given != saved[key]:
-                raise UserError(f"--{arg.replace('_', '-')} {given} differs from the run in {out} "
-                                f"({saved[key]}); resume with the same settings or use another --out")
-        check_writable_dir(out)
-        run = resume_run(ckpt, device=args.device)
-        distributed.log_main(f"resuming {run.cfg.method} at step {run.step} of {run.cfg.steps}")
-    else:
-        kw: dict[str, Any] = {k: v for k, v in {
-            "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-            "device": args.device, "checkpoint_every": args.checkpoint_every, "teacher": args.teacher,
-        }.items() if v is not None}
-        try:
-            cfg = default_config(args.method, args.data, hp=hp, **overrides, **kw)
-        except TypeError as exc:
-            raise UserError(f"unknown --set field: {exc}") from None
-        if cfg.steps < 1:
-            raise UserError("--steps must be at least 1")
-        if cfg.batch_size < 1:
-            raise UserError("--batch-size must be at least 1")
-        run = build_run(cfg)  # validates data and teacher before anything is written
-        check_writable_dir(out)
-        if distributed.env().is_main:
-            atomic_write_text(out / "config.json", run.cfg.to_json() + "\n")
     if args.stop_at is not None and args.stop_at < 1:
         raise UserError("--stop-at must be at least 1")
-    train_in_folder(run, out, quiet=args.quiet, stop_at=args.stop_at)
+    if args.resume and ckpt_path.exists():
+        check_writable_dir(out)
+        with exclusive_folder(out) if distributed.env().is_main else contextlib.nullcontext():
+            run = _resume(args, out, ckpt_path, hp, overrides)
+            distributed.log_main(f"resuming {run.cfg.method} at step {run.step} of {run.cfg.steps}")
+            train_in_folder(run, out, quiet=args.quiet, stop_at=args.stop_at, resume_hint=_resume_hint(args))
+        return 0
+    kw: dict[str, Any] = {k: v for k, v in {
+        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "device": args.device, "checkpoint_every": args.checkpoint_every, "teacher": args.teacher,
+    }.items() if v is not None}
+    try:
+        cfg = default_config(args.method, args.data, hp=hp, **overrides, **kw)
+    except TypeError as exc:
+        raise UserError(f"unknown --set field: {exc}") from None
+    if cfg.steps < 1:
+        raise UserError("--steps must be at least 1")
+    if cfg.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    run = build_run(cfg)  # validates data and teacher before anything is written
+    check_writable_dir(out)
+    with exclusive_folder(out) if distributed.env().is_main else contextlib.nullcontext():
+        if ckpt_path.exists():  # another train started here meanwhile and has finished
+            raise UserError(f"{out} already holds a run (checkpoint.pt); add --resume to continue it, "
+                            "or choose another --out")
+        if distributed.env().is_main:
+            atomic_write_text(out / "config.json", run.cfg.to_json() + "\n")
+        train_in_folder(run, out, quiet=args.quiet, stop_at=args.stop_at, resume_hint=_resume_hint(args))
     return 0
+
+
+def _resume(args: argparse.Namespace, out: Path, ckpt_path: Path, hp: dict[str, Any],
+            overrides: dict[str, Any]) -> Any:
+    """The run of ``out`` to continue; UserError when the command asks for other settings than it has."""
+    ckpt = load_checkpoint(ckpt_path, role="--resume checkpoint")
+    saved = ckpt["config"]
+    given = {f"--{a.replace('_', '-')}": (getattr(args, a), saved[k]) for a, k in _RESUME_FIELDS.items()}
+    given.update({f"--hp {k}": (v, saved["hp"].get(k)) for k, v in hp.items()})
+    given.update({f"--set {k}": (v, saved.get(k)) for k, v in overrides.items() if k != "net"})
+    for flag, (value, stored) in given.items():
+        if value is not None and value != stored:
+            raise UserError(f"{flag} {value} differs from the run in {out} ({stored}); resume with the same "
+                            "settings or use another --out")
+    return resume_run(ckpt, device=args.device)
+
+
+def _check_fits_in_memory(n: int, sampler: Sampler) -> None:
+    """UserError when ``n`` samples would take more than half of this machine's memory (they are held at once)."""
+    need = n * int(np.prod(sampler.dim)) * (1 if sampler.is_image else 4)  # uint8 images, float32 vectors
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - no sysconf (Windows)
+        return
+    if need > total // 2:
+        raise UserError(f"--n {n} samples need {need / 2**30:.1f} GiB, more than half of this machine's "
+                        f"{total / 2**30:.1f} GiB; write them in parts (each with its own --seed)")
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """The command that continues this run: the one given, with ``--resume``."""
+    argv = list(args.argv)
+    return "python -m cmtutor " + shlex.join(argv if "--resume" in argv else [*argv, "--resume"])
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -183,6 +220,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix not in (".npy", ".npz"):
         raise UserError(f"--out {out}: use a .npy file (vectors) or .npz file (images)")
     sampler = Sampler.from_checkpoint(args.ckpt, weights=args.weights, device=str(resolve_device(args.device)))
+    _check_fits_in_memory(args.n, sampler)
     if sampler.is_image:
         return _sample_images(args, sampler, out)
     if out.suffix != ".npy":
@@ -256,13 +294,18 @@ def run_cli(args: list[str], show: bool = True) -> tuple[int, str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     handlers = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate}
     try:
         return handlers[args.command](args)
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except TrainingStopped as exc:
+        sys.stderr.write(f"{exc}\n")
+        return exc.code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -68,11 +68,20 @@ def run_tests(extra: list[str]) -> int:
     return subprocess.call(cmd, cwd=ROOT)
 
 
+def lab_command(py: Path, extra: list[str], is_root: bool) -> list[str]:
+    """JupyterLab on the first notebook; as root (a Docker container, typically) with ``--allow-root``, without
+    which JupyterLab refuses to start."""
+    root = ["--allow-root"] if is_root and "--allow-root" not in extra else []
+    return [str(py), "-m", "jupyterlab", FIRST_NOTEBOOK, *root, *extra]
+
+
 def open_course(extra: list[str]) -> int:
     py = ensure_environment()
-    cmd = [str(py), "-m", "jupyterlab", FIRST_NOTEBOOK, *extra]
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if is_root:
+        print("[cmtutor] running as root (a container?): starting JupyterLab with --allow-root", flush=True)
     print("[cmtutor] starting JupyterLab on " + FIRST_NOTEBOOK + " (Ctrl+C to stop)", flush=True)
-    return subprocess.call(cmd, cwd=ROOT)
+    return subprocess.call(lab_command(py, extra, is_root), cwd=ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,3 +68,36 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = "python3 -m cmtutor.quickstart test"
     assert command in readme and command in ci
     assert "python3 -m cmtutor.quickstart course" in readme
+
+
+def test_the_course_command_starts_jupyterlab_as_root_too(tmp_path: Path) -> None:
+    """In a container the user is often root, and JupyterLab refuses to start as root without --allow-root:
+    quickstart adds it there (and only there), and JupyterLab then starts."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from cmtutor import quickstart
+
+    py = Path(sys.executable)
+    assert "--allow-root" in quickstart.lab_command(py, [], is_root=True)
+    assert "--allow-root" not in quickstart.lab_command(py, [], is_root=False)
+    assert quickstart.lab_command(py, ["--allow-root"], is_root=True).count("--allow-root") == 1
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return  # the launch below is about root
+    cmd = quickstart.lab_command(py, ["--no-browser", "--port=0", "--ServerApp.ip=127.0.0.1",
+                                      "--ServerApp.token=", f"--ServerApp.root_dir={ROOT}"], is_root=True)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+           "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    log = tmp_path / "lab.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline and "is running at" not in log.read_text() and proc.poll() is None:
+                time.sleep(0.2)
+            assert "is running at" in log.read_text(), log.read_text()[-2000:]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from cmtutor.benchmarks.common import find_cifar10, machine, say, write_json
+from cmtutor.checkpoint import load_checkpoint
 from cmtutor.data.cifar10 import write_cifar10_format
 from cmtutor.evaluation.fid import find_inception
 
@@ -51,7 +52,7 @@ def _run(cmd: list[str], timeout: float, env: dict[str, str]) -> dict[str, Any]:
 
 
 def _compare(a: Path, b: Path) -> dict[str, Any]:
-    ca, cb = (torch.load(p / "checkpoint.pt", map_location="cpu", weights_only=False) for p in (a, b))
+    ca, cb = (load_checkpoint(p / "checkpoint.pt") for p in (a, b))
     diffs = {k: float((ca["model"][k].float() - cb["model"][k].float()).abs().max()) for k in ca["model"]}
     equal = all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
     return {"steps": [ca["step"], cb["step"]], "bitwise_equal": equal, "max_abs_diff": max(diffs.values()),

@@ -25,6 +25,7 @@ import torch
 from cmtutor.checkpoint import atomic_torch_save, load_checkpoint
 from cmtutor.config import TrainConfig
 from cmtutor.data.root import data_root
+from cmtutor.hardware.filelock import file_lock
 from cmtutor.training import Run, checkpoint_dict, fit, resume_run
 
 #: Bump when a change to the code invalidates cached models.
@@ -39,23 +40,11 @@ def cache_dir() -> Path:
 
 @contextlib.contextmanager
 def entry_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``'s entry (``<path>.lock``, POSIX ``flock``) for the block.
-
-    The lock is the operating system's: it is released when the holder exits, even by ``kill -9``, so a
-    crashed trainer never leaves the entry locked. Where ``fcntl`` is missing (Windows) nothing is locked and
-    concurrent requests may train the same model twice (still correct: entries are written atomically).
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    """Hold an exclusive lock on ``path``'s entry (``<path>.lock``) for the block: a second process asking for
+    the same model waits for the first one's result (:func:`cmtutor.hardware.filelock.file_lock`). Without
+    locks (Windows) concurrent requests may train the same model twice, still correctly (atomic writes)."""
+    with file_lock(path.with_name(path.name + ".lock")):
         yield
-        return
-    with open(path.with_name(path.name + ".lock"), "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def cache_key(cfg: TrainConfig, teacher_key: str | None = None) -> str:

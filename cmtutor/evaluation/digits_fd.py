@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cmtutor.checkpoint import atomic_torch_save
+from cmtutor.checkpoint import atomic_torch_save, read_torch_file
 from cmtutor.data.images import digits_split
 from cmtutor.data.root import cache_dir
 from cmtutor.evaluation.fid import FeatureExtractor, feature_stats, frechet_distance
@@ -86,7 +86,7 @@ def classifier() -> tuple[DigitsClassifier, float]:
         return _CACHE[key]
     path = cache_dir() / f"digits-classifier-{key}.pt"
     if path.exists():
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        blob = read_torch_file(path, "cached digits classifier")
         model = DigitsClassifier(CLASSIFIER_SETTINGS["width"], CLASSIFIER_SETTINGS["feat"])
         model.load_state_dict(blob["state"])
         result = (model.eval().requires_grad_(False), float(blob["accuracy"]))

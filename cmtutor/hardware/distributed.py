@@ -99,6 +99,16 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     return {**values, **{k: float(v) for k, v in zip(keys, t.tolist())}}
 
 
+def any_rank(flag: bool) -> bool:
+    """True if ``flag`` is true on any rank (every rank stops at the same step when one is asked to)."""
+    if not _ENV.distributed:
+        return flag
+    dev = torch.device("cuda") if _ENV.backend == "nccl" else torch.device("cpu")
+    t = torch.tensor([float(flag)], device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def shutdown(wait: bool = True) -> None:
     """Leave the process group (also done at exit); with ``wait``, after every rank got here."""
     global _ENV

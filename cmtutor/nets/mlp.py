@@ -113,8 +113,8 @@ class MLP(nn.Module):
         if self.t_proj is not None:
             es = nn.functional.silu(e)
             projs = [proj(es) for proj in self.t_proj]
-        if inverse is not None:
-            e, projs = e[inverse], [p[inverse] for p in projs]
+        if inverse is not None:  # index_select: its backward (index_add) is deterministic; e[inverse]'s is not
+            e, projs = e.index_select(0, inverse), [p.index_select(0, inverse) for p in projs]
         return e, projs
 
     def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from cmtutor.checkpoint import Teacher
 from cmtutor.config.run import TrainConfig
 from cmtutor.core.ema import ema_update
 from cmtutor.hardware.accel import autocast, wrap_for_training
+from cmtutor.hardware.threads import threads_that_fit
 from cmtutor.training.run import Run, build_run
 
 
@@ -37,7 +38,7 @@ def train_steps(run: Run, until: int | None = None) -> Iterator[dict[str, Any]]:
     run.nets.model.train()
     if run.nets.target is not None:
         run.nets.target.train()
-    with run.batches.running(run):
+    with threads_that_fit(run.device, quiet=True), run.batches.running(run):  # no spinning threads on busy cores
         while run.step < until:
             x, drawn = run.batches.next(run, until)
             yield step(run, x, drawn)

@@ -30,13 +30,13 @@ def test_gc_and_ot_train_with_method_hyperparameters(env: Path) -> None:
     cfg = json.loads((env / "gc" / "config.json").read_text())
     assert cfg["hp"]["mu"] == 0.25 and cfg["hp"]["gc_model"] == "online" and cfg["hp"]["pairs"] == "lognormal"
     _train("ot", env / "ot", 4)
-    assert torch.load(env / "ot" / "checkpoint.pt", weights_only=False)["config"]["method"] == "ot"
+    assert torch.load(env / "ot" / "checkpoint.pt", weights_only=True)["config"]["method"] == "ot"
 
 
 def test_tcm_stage_two_from_a_stage_one_checkpoint(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _train("ict", env / "stage1", 6)
     _train("tcm", env / "tcm", 4, "--teacher", str(env / "stage1"), "--hp", "t_prime=2.0")
-    ckpt = torch.load(env / "tcm" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(env / "tcm" / "checkpoint.pt", weights_only=True)
     assert ckpt["teacher"]["config"]["method"] == "ict"  # the frozen stage-1 model travels with the checkpoint
     assert ckpt["config"]["hp"]["t_prime"] == 2.0
     assert ckpt["config"]["hp"]["num_scales"] == ict_num_scales(6, 6, 10, 1280)  # Δt continues from stage 1

@@ -48,7 +48,7 @@ def _teacher_for(method: str, teachers: dict[str, Path], root: Path) -> list[str
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=True)
     return {**{f"model.{k}": v for k, v in ckpt["model"].items()}, **{f"ema.{k}": v for k, v in ckpt["ema"].items()}}
 
 
@@ -59,7 +59,7 @@ def test_two_steps_then_exact_resume(method: str, tmp_path: Path, teachers: dict
     args = ["train", "--method", method, "--steps", "2", *TINY, *teacher]
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
     assert main([*args, "--out", str(tmp_path / "cut"), "--stop-at", "1"]) == 0
-    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["step"] == 1
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 1
     assert main([*args, "--out", str(tmp_path / "cut"), "--resume"]) == 0
     a, b = _weights(tmp_path / "full" / "checkpoint.pt"), _weights(tmp_path / "cut" / "checkpoint.pt")
     assert a.keys() == b.keys()
@@ -69,7 +69,7 @@ def test_two_steps_then_exact_resume(method: str, tmp_path: Path, teachers: dict
     assert cfg["data_kind"] == "image" and cfg["net"]["kind"] == "unet" and cfg["net"]["preset"] == "tiny"
     assert cfg["noise"]["sigma_max"] == 80.0 and cfg["noise"]["sigma_data"] == 0.5
     # the resolved network (the preset expanded), as the checkpoint holds it
-    assert "channels" in cfg["net"] and cfg == torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["config"]
+    assert "channels" in cfg["net"] and cfg == torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["config"]
     logs = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in logs] == [1, 2] and all(np.isfinite(x["loss"]) for x in logs)
     assert "peak_rss_mb" in logs[-1] and logs[-1]["images_per_s"] > 0  # the throughput report

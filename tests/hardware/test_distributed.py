@@ -18,8 +18,8 @@ def test_torchrun_two_processes_train_resume_sample(tmp_path: Path, cli_env: dic
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("ddp-worker ok") == 1  # rank 0 only
 
-    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
-    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert full["step"] == cut["step"] == 4
     assert len(full["rng_ranks"]) == 2  # every rank's RNG states, for exact resume
     assert not torch.equal(full["rng_ranks"][0]["torch"], full["rng_ranks"][1]["torch"])  # ranks draw apart

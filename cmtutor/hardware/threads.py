@@ -1,0 +1,71 @@
+"""How many CPU threads torch may use for a run: its default on an idle machine, fewer on a busy one.
+
+torch's OpenMP threads spin-wait between parallel regions. When another process holds one of their cores, every
+region waits for the thread that shares it: a 1500-step 2D iCT run on 2 cores took 13 s idle and over 300 s with
+one core busy (killed at step 1411), against 16 s with one thread (docs/defaults.md#cpu-threads). A run therefore
+measures how many cores the other processes leave idle when it starts and uses no more threads than that.
+``CMTUTOR_THREADS=N`` in the environment sets the count instead. Weights do not depend on the choice for 7 of the 8
+methods (CT's differ in the last bits between 1 and 2 threads): see docs/defaults.md#cpu-threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """(idle, total) jiffies of all CPUs since boot (Linux), or None."""
+    try:
+        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0.0), sum(fields[:8])
+
+
+def idle_cores(window_s: float = 0.1) -> float:
+    """How many cores other processes leave idle now: measured over ``window_s`` while this process waits (so its
+    own work does not count), from ``/proc/stat``; elsewhere the CPU count less the 1-minute load average."""
+    cpus = os.cpu_count() or 1
+    before = _cpu_times()
+    if before is not None:
+        time.sleep(window_s)
+        after = _cpu_times()
+        if after is not None and after[1] > before[1]:
+            return cpus * (after[0] - before[0]) / (after[1] - before[1])
+    try:
+        return cpus - os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return float(cpus)
+
+
+def fitting_threads(default: int, idle: float) -> int:
+    """``default`` threads when that many cores are idle, else one per idle core (at least one)."""
+    return max(1, min(default, int(idle + 0.5)))
+
+
+@contextlib.contextmanager
+def threads_that_fit(device: torch.device, quiet: bool = False) -> Iterator[int]:
+    """For the block, torch uses no more CPU threads than there are idle cores (CPU runs only); restored after."""
+    default = torch.get_num_threads()
+    if device.type != "cpu":
+        yield default
+        return
+    idle = idle_cores()
+    chosen = os.environ.get("CMTUTOR_THREADS", "").strip()
+    threads = int(chosen) if chosen.isdigit() and int(chosen) > 0 else fitting_threads(default, idle)
+    torch.set_num_threads(threads)
+    if threads < default and not chosen:
+        if not quiet:
+            print(f"busy machine ({idle:.1f} of {os.cpu_count()} cores idle): training on {threads} thread(s) "
+                  f"instead of {default}", file=sys.stderr, flush=True)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(default)
