@@ -111,10 +111,37 @@ def throughput_section(res: dict[str, Any]) -> str:
             + _md_table(rows, ("method", "batch", "mode", "precision", "images/s", "step ms", "measured")) + "\n")
 
 
+def gpu_check_section(res: dict[str, Any]) -> str:
+    """The GPU check (``benchmarks.gpu_check``): every method's training steps, sampling, compile where it fitted."""
+    mem = next((k for r in res.values() if isinstance(r, dict) for k in r if k.startswith("peak_")), "peak memory")
+    rows = []
+    for key, r in res.items():
+        if not key.startswith(("train/", "compile/")) or not isinstance(r, dict):
+            continue
+        phase, method = key.split("/")
+        status = r.get("skipped") or r.get("error", "")[:80]
+        rows.append({"method": method, "phase": "eager" if phase == "train" else "torch.compile",
+                     "steps": r.get("steps", "–"), "loss first → last": (f"{r['loss_first']:.4g} → {r['loss_last']:.4g}"
+                                                                      if "loss_first" in r else "–"),
+                     "finite, fell": f"{r['loss_finite']}, {r['loss_fell']}" if "loss_fell" in r else "–",
+                     "images/s": r.get("images_per_s", "–"), "MFU": r.get("mfu", "–"), mem: r.get(mem, "–"),
+                     "note": status})
+    sample = res.get("sample", {})
+    line = (f"One-step sampling: {sample['images']} images at {sample['images_per_s']} images/s, 50,000 in about "
+            f"{sample['seconds_for_50k']:.0f} s ({sample['from']}; grid: `{sample['grid']}`)."
+            if "images" in sample else "One-step sampling: not run.")
+    return (f"## GPU check: the {res['net']} U-Net on {res['machine'].get('gpu', res['device'])}\n\n"
+            f"Command: `{res['command']}`; {res['precision']}; data: {res['data']}; {res.get('total_s', 0):.0f} s "
+            f"of a {res['budget_s']:.0f} s budget; {_machine(res['machine'])}.\n\n"
+            + _md_table(rows, ("method", "phase", "steps", "loss first → last", "finite, fell", "images/s", "MFU", mem,
+                               "note")) + f"\n\n{line}\n")
+
+
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("toy2d", toy2d_section, "python -m cmtutor.benchmarks.toy2d --seeds 0 1 2"),
     ("digits_cpu", digits_section, "python -m cmtutor.benchmarks.digits_quality"),
     ("throughput_cpu", throughput_section, "python -m cmtutor.benchmarks.throughput --device cpu"),
+    ("gpu_check", gpu_check_section, "PYTHONPATH=. python3 -m cmtutor.benchmarks.gpu_check (on a GPU)"),
 ]
 
 
