@@ -84,8 +84,8 @@ def train_method(method: str, args: argparse.Namespace, data: Any, compile_model
                  peak_tflops: float, flops: float | None) -> tuple[dict[str, Any], Any]:
     """Train ``method`` for up to ``steps`` steps (stopping at ``--method-s``); its report and its run."""
     dev = torch.device(args.device)
-    run = _build(method, data, args.batch, args.device, args.precision, compile_model, args.net)
-    run.scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda k: min(1.0, (k + 1) / max(1, steps // 10)))
+    run = _build(method, data, args.batch, args.device, args.precision, compile_model, args.net,
+                 warmup_steps=max(1, steps // 10))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     it = train_steps(run)

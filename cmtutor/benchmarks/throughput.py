@@ -63,8 +63,10 @@ def _images(found: dict[str, Any], n: int) -> tuple[Any, str]:
     return ImageData("synthetic", imgs, imgs[: n // 5], "synthetic"), "random uint8 images (no CIFAR-10 found)"
 
 
-def _config(method: str, batch: int, device: str, precision: str, compile_model: bool, net: str) -> Any:
-    return default_config(method, "cifar10", steps=1_000_000, batch_size=batch, device=device, precision=precision,
+def _config(method: str, batch: int, device: str, precision: str, compile_model: bool, net: str,
+            **overrides: Any) -> Any:
+    return default_config(method, "cifar10", **{"steps": 1_000_000, **overrides}, batch_size=batch, device=device,
+                          precision=precision,
                           compile=compile_model, net={"preset": net}, checkpoint_every=10**9, sample_every=0)
 
 
@@ -79,8 +81,10 @@ def _teacher(method: str, data: Any, device: str, precision: str, net: str) -> d
     return checkpoint_dict(run)
 
 
-def _build(method: str, data: Any, batch: int, device: str, precision: str, compile_model: bool, net: str) -> Any:
-    cfg = _config(method, batch, device, precision, compile_model, net)
+def _build(method: str, data: Any, batch: int, device: str, precision: str, compile_model: bool, net: str,
+           **overrides: Any) -> Any:
+    """A fresh run of ``method`` on the CIFAR-10 network (``overrides``: other TrainConfig fields)."""
+    cfg = _config(method, batch, device, precision, compile_model, net, **overrides)
     return build_run(cfg, data=data, teacher=_teacher(method, data, device, precision, net))
 
 

@@ -45,6 +45,20 @@ def idle_cores(window_s: float = 0.1) -> float:
         return float(cpus)
 
 
+#: (time.monotonic(), idle cores) of the last measurement: runs started within :data:`REUSE_S` reuse it
+_LAST: tuple[float, float] | None = None
+REUSE_S = 30.0
+
+
+def recent_idle_cores() -> float:
+    """:func:`idle_cores`, measured at most every :data:`REUSE_S` seconds (a notebook starts many short runs)."""
+    global _LAST
+    now = time.monotonic()
+    if _LAST is None or now - _LAST[0] > REUSE_S:
+        _LAST = (now, idle_cores())
+    return _LAST[1]
+
+
 def fitting_threads(default: int, idle: float) -> int:
     """``default`` threads when that many cores are idle, else one per idle core (at least one)."""
     return max(1, min(default, int(idle + 0.5)))
@@ -54,17 +68,19 @@ def fitting_threads(default: int, idle: float) -> int:
 def threads_that_fit(device: torch.device, quiet: bool = False) -> Iterator[int]:
     """For the block, torch uses no more CPU threads than there are idle cores (CPU runs only); restored after."""
     default = torch.get_num_threads()
-    if device.type != "cpu":
+    chosen = os.environ.get("CMTUTOR_THREADS", "").strip()
+    if device.type != "cpu" or (default == 1 and not chosen):  # nothing to choose
         yield default
         return
-    idle = idle_cores()
-    chosen = os.environ.get("CMTUTOR_THREADS", "").strip()
-    threads = int(chosen) if chosen.isdigit() and int(chosen) > 0 else fitting_threads(default, idle)
-    torch.set_num_threads(threads)
-    if threads < default and not chosen:
-        if not quiet:
+    if chosen.isdigit() and int(chosen) > 0:
+        threads = int(chosen)
+    else:
+        idle = recent_idle_cores()
+        threads = fitting_threads(default, idle)
+        if threads < default and not quiet:
             print(f"busy machine ({idle:.1f} of {os.cpu_count()} cores idle): training on {threads} thread(s) "
                   f"instead of {default}", file=sys.stderr, flush=True)
+    torch.set_num_threads(threads)
     try:
         yield threads
     finally:

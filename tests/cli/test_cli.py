@@ -86,6 +86,14 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return {**{f"model.{k}": v for k, v in ckpt["model"].items()}, **{f"ema.{k}": v for k, v in ckpt["ema"].items()}}
 
 
+def _assert_same_weights(full: Path, cut: Path, after: str) -> None:
+    """The online and EMA weights of two runs' checkpoints are bitwise equal."""
+    a, b = _weights(full / "checkpoint.pt"), _weights(cut / "checkpoint.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after {after}"
+
+
 def test_resume_after_kill_9_matches_uninterrupted(tmp_path: Path, cli_env: dict[str, str]) -> None:
     cli_env = _default_threads(cli_env)  # the threads a user's machine gives torch
     args = ["train", "--method", "ict", "--data", "moons", "--steps", "600", "--checkpoint-every", "50",
@@ -109,10 +117,7 @@ def test_resume_after_kill_9_matches_uninterrupted(tmp_path: Path, cli_env: dict
     assert 100 <= killed_at < 600, f"the run was not interrupted mid-way (step {killed_at})"
 
     cli([*args, "--out", str(cut), "--resume"], cli_env)
-    a, b = _weights(full / "checkpoint.pt"), _weights(cut / "checkpoint.pt")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    _assert_same_weights(full, cut, "kill -9 and resume")
     steps = [json.loads(x)["step"] for x in (cut / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 600  # no duplicated log lines after the resume
 
@@ -305,9 +310,7 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_matches(sig: signal.Si
     step = torch.load(cut / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < step < 400 and f"at step {step} of 400" in line
     cli([*args, "--out", str(cut), "--resume"], env)
-    a, b = _weights(full / "checkpoint.pt"), _weights(cut / "checkpoint.pt")
-    for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs after the signal and resume"
+    _assert_same_weights(full, cut, f"{sig.name} and resume")
 
 
 def test_a_second_train_on_the_same_folder_is_refused(tmp_path: Path, cli_env: dict[str, str]) -> None:

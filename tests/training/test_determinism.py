@@ -68,12 +68,21 @@ def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        monkeypatch.setattr(threads, "idle_cores", lambda: 0.9)  # another process holds a core
+        monkeypatch.setattr(threads, "recent_idle_cores", lambda: 0.9)  # another process holds a core
         with threads.threads_that_fit(torch.device("cpu"), quiet=True) as n:
             assert n == 1 and torch.get_num_threads() == 1
         assert torch.get_num_threads() == 2  # restored after the run
-        monkeypatch.setattr(threads, "idle_cores", lambda: 2.0)
+        monkeypatch.setattr(threads, "recent_idle_cores", lambda: 2.0)
         with threads.threads_that_fit(torch.device("cpu"), quiet=True) as n:
             assert n == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_idle_cores_are_measured_once_for_runs_started_close_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(threads, "idle_cores", lambda: calls.append(1) or 1.5)
+    monkeypatch.setattr(threads, "_LAST", None)
+    assert threads.recent_idle_cores() == 1.5 and threads.recent_idle_cores() == 1.5 and len(calls) == 1
+    monkeypatch.setattr(threads, "_LAST", (threads.time.monotonic() - threads.REUSE_S - 1, 2.0))  # an old one
+    assert threads.recent_idle_cores() == 1.5 and len(calls) == 2
