@@ -20,7 +20,7 @@ from typing import Any
 from cmtutor.benchmarks import toy2d
 from cmtutor.benchmarks.papers import STUDIES
 from cmtutor.benchmarks.studies import RESULTS_DIR, table
-from cmtutor.course.images import results_table
+from cmtutor.benchmarks import image_quality
 from cmtutor.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,15 +88,53 @@ def claims_section(name: str, res: dict[str, Any]) -> str:
             + "\n")
 
 
-def digits_section(res: dict[str, Any]) -> str:
-    """The digits table (notebook 07): FD-digits per method at a fixed CPU budget."""
-    rows = [{**r, "FD-digits (a)": f"{r['FD-digits (a)']:.2f}", "FD-digits (b)": f"{r['FD-digits (b)']:.2f}"}
-            for r in results_table(res)]
-    return ("## Images: 8×8 digits on a CPU\n\n"
-            f"FD-digits (a small classifier's features; floor {res['floor']:.2f}: two halves of the real data), "
-            f"one seed. Command: `{res['command']}`; machine: {_machine(res['machine'])}.\n\n"
-            + _md_table(rows, ("method", "train steps", "train CPU s", "sampler (a)", "FD-digits (a)", "sampler (b)",
-                               "FD-digits (b)")) + "\n")
+def _pm(v: tuple[float, float] | None, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    mean, sd = v
+    return f"{mean:.{digits}f}" + ("" if sd != sd else f" ± {sd:.{digits}f}")
+
+
+def images_section(res: dict[str, Any]) -> str:
+    """An image set's table (notebook 07): FD per method at one CPU budget, mean ± sd over seeds, the bars."""
+    label = res["quality"]["metric"].split(" ")[0]
+    rows = []
+    for r in image_quality.summary(res):
+        a, b = r["sampler_a"], r["sampler_b"]
+        rows.append({"method": r["method"], "seeds": r["seeds"], "steps": r["steps"],
+                     "CPU s": f"{r['train_cpu_s']:.0f}", "sampler": f"{a} / {b}",
+                     f"{label} (a)": _pm(r["fd_a"]), f"{label} (b)": _pm(r["fd_b"]),
+                     "× teacher": _pm(r.get("ratio"), 2),
+                     "bar": r.get("bar", "–"), "met": {True: "yes", False: "**no**"}.get(r.get("bar_met"), "–"),
+                     "(b) − (a)": _pm(r.get("two_vs_one")) if "two_vs_one" in r else "–"})
+    seeds = sorted(res["seeds"], key=int)
+    measured = sorted({(e["measured"]["machine"].get("cpu", "?"), e["measured"]["machine"]["date"][:10])
+                       for rows_ in res["seeds"].values() for e in rows_.values()})
+    budget = res["budget"]
+    return (f"## Images: {res['data']} on a CPU\n\n"
+            f"{res['quality']['metric']}; reference: {res['quality']['reference']}; {res['quality']['samples']} "
+            f"samples; floor {res['floor']:.2f} (real training images). Budget: {budget['steps']} steps of "
+            f"{budget['batch_size']} images for every method, {budget['threads']} CPU thread; TCM = iCT for half "
+            f"the steps, then stage 2 for the other half. Mean ± standard deviation over seeds "
+            f"{', '.join(seeds)}. Sampler (a) / (b): 1 / 2 steps (diffusion: 18 / 40 Heun steps). "
+            f"× teacher: one-step FD over the diffusion model's at 40 Heun steps, per seed. (b) − (a): two steps "
+            f"minus one; two steps are no worse beyond the spread when it is at most its ±. "
+            f"Command: `python -m cmtutor.benchmarks.image_quality --data {res['data']} --steps {budget['steps']} "
+            f"--seeds …`; measured on " + "; ".join(f"{c} ({d})" for c, d in measured) + ".\n\n"
+            + _md_table(rows, ("method", "seeds", "steps", "CPU s", "sampler", f"{label} (a)", f"{label} (b)",
+                               "× teacher", "bar", "met", "(b) − (a)")) + "\n" + _ablations(res, label))
+
+
+def _ablations(res: dict[str, Any], label: str) -> str:
+    rows = [{"default replaced": r["ablation"], "seeds": r["seeds"],
+             f"{label} 1 step: default": _pm(r["default_fd_1step"]), "replaced": _pm(r["variant_fd_1step"]),
+             f"{label} 2 steps: default": _pm(r["default_fd_2step"]), "replaced ": _pm(r["variant_fd_2step"])}
+            for r in image_quality.ablation_summary(res)]
+    if not rows:
+        return ""
+    return ("\nEach image default against the setting it replaced, same budget and seeds "
+            f"(`--ablations`; why: [defaults.md](defaults.md#image-defaults-at-a-cpu-budget)).\n\n"
+            + _md_table(rows, tuple(rows[0])) + "\n")
 
 
 def throughput_section(res: dict[str, Any]) -> str:
@@ -139,7 +177,8 @@ def gpu_check_section(res: dict[str, Any]) -> str:
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("toy2d", toy2d_section, "python -m cmtutor.benchmarks.toy2d --seeds 0 1 2"),
-    ("digits_cpu", digits_section, "python -m cmtutor.benchmarks.digits_quality"),
+    ("images_digits", images_section, "python -m cmtutor.benchmarks.image_quality --data digits --seeds 0 1 2"),
+    ("images_photos", images_section, "python -m cmtutor.benchmarks.image_quality --data photos --seeds 0 1 2"),
     ("throughput_cpu", throughput_section, "python -m cmtutor.benchmarks.throughput --device cpu"),
     ("gpu_check", gpu_check_section, "PYTHONPATH=. python3 -m cmtutor.benchmarks.gpu_check (on a GPU)"),
 ]
@@ -190,6 +229,19 @@ def glance(folder: Path = RESULTS_DIR) -> str:
         unmeasured = [m for m in METHODS if m not in by_method]
         if unmeasured:
             lines += ["", f"Not measured yet at the current defaults: {', '.join(unmeasured)}."]
+        lines.append("")
+    images = [(d, json.loads((folder / f"images_{d}.json").read_text())) for d in image_quality.SETS
+              if (folder / f"images_{d}.json").exists()]
+    if images:
+        lines += ["Images on a CPU (one-step Fréchet distance over the teacher's, means over seeds; "
+                  "[results.md](docs/results.md)):", "",
+                  "| set | budget | bars met | one step × teacher, by method |", "| --- | --- | --- | --- |"]
+        for d, res in images:
+            rows = image_quality.summary(res)
+            met = [r for r in rows if "bar_met" in r]
+            ratios = ", ".join(f"{r['method']} {r['ratio'][0]:.2f}" for r in rows if "ratio" in r)
+            lines.append(f"| {d} | {res['budget']['steps']} steps, {len(res['seeds'])} seeds | "
+                         f"{sum(r['bar_met'] for r in met)} / {len(met)} | {ratios} |")
         lines.append("")
     claims = [(c["claim"], c["verdict"]) for name in STUDIES if (folder / f"{name}.json").exists()
               for c in STUDIES[name].claims(json.loads((folder / f"{name}.json").read_text()))]

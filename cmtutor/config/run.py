@@ -6,7 +6,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from cmtutor.core.ema import warmed_up_decay
 from cmtutor.core.noise import VECTOR_NOISE, NoiseConfig
+from cmtutor.errors import UserError
+
+#: The sampling EMA's warm-ups (``TrainConfig.ema_warmup``).
+EMA_WARMUPS = ("none", "power")
 
 
 @dataclass
@@ -24,6 +29,9 @@ class TrainConfig:
     log_every: int = 100
     eval_every: int = 0
     ema_decay: float = 0.999
+    #: the sampling EMA's warm-up: "none" (``ema_decay`` from step 1) or "power" (1 − (1 + k)^(−2/3), capped at
+    #: ``ema_decay``; cmtutor.core.ema.warmed_up_decay). Images use "power" (docs/defaults.md#sampling-ema-warm-up)
+    ema_warmup: str = "none"
     #: further sampling EMAs kept beside ``ema_decay`` (e.g. ``[0.9, 0.999]``), to compare decays in one run
     extra_ema_decays: list[float] = field(default_factory=list)
     warmup_steps: int = 200
@@ -46,10 +54,20 @@ class TrainConfig:
     #: write a grid of EMA samples every N steps (0: never)
     sample_every: int = 0
 
+    def __post_init__(self) -> None:
+        if self.ema_warmup not in EMA_WARMUPS:
+            raise UserError(f"ema_warmup must be one of {', '.join(EMA_WARMUPS)}; got {self.ema_warmup!r}")
+
+    def sampling_decay(self, decay: float, step: int) -> float:
+        """The decay of a sampling EMA (cap ``decay``) for the update after ``step`` steps, with this run's warm-up."""
+        return warmed_up_decay(decay, step) if self.ema_warmup == "power" else decay
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if not d["extra_ema_decays"]:  # so runs without extra EMAs keep their config (and cache key) as before
             del d["extra_ema_decays"]
+        if d["ema_warmup"] == "none":  # likewise for runs without a warm-up (every 2D default)
+            del d["ema_warmup"]
         return d
 
     def to_json(self) -> str:

@@ -6,6 +6,11 @@ Two kinds of EMA appear in consistency models (Song et al. 2023, Section 3 and A
 * the *target network* θ⁻ of CD and CT, θ⁻ ← μθ⁻ + (1−μ)θ, whose rate μ(k) may change every step.
 
 Both are AveragedModel instances; :func:`ema_update` sets the decay for this step and averages.
+
+A constant sampling decay from step 1 keeps the early weights for a long time (with 0.999, 37 % of the
+step-1 weights at step 1000), which ruins short runs. :func:`warmed_up_decay` ramps it up as
+1 − (1 + k)^(−2/3), capped at the configured decay: the EMA of the official GC code (ema-pytorch,
+``inv_gamma = 1, power = 2/3``); see docs/defaults.md#sampling-ema-warm-up.
 """
 
 from __future__ import annotations
@@ -13,6 +18,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+
+#: The warm-up's power: the averaging window grows as about k^(2/3) steps (ema-pytorch's default for long runs).
+WARMUP_POWER = 2.0 / 3.0
+
+
+def warmed_up_decay(decay: float, step: int, power: float = WARMUP_POWER) -> float:
+    """The sampling EMA's decay after ``step`` optimiser steps: min(decay, 1 − (1 + step)^(−power)).
+
+    0 at step 0 (the EMA copies the first weights), 0.99 at step 1000, ``decay`` from
+    step (1 − decay)^(−1/power) − 1 on (31,622 steps for 0.999, 10⁶ for 0.9999).
+    """
+    return min(decay, 1.0 - (1.0 + step) ** (-power))
 
 
 def make_ema(model: nn.Module, decay: float) -> AveragedModel:

@@ -67,15 +67,18 @@ def noised(images: np.ndarray, sigmas: Sequence[float], seed: int = 0) -> Figure
 
 
 def bars(ax: Axes, values: Mapping[str, Sequence[float]], labels: Sequence[str], ylabel: str = "",
-         floor: float | None = None, logy: bool = False) -> Axes:
-    """Grouped bars: one group per key of ``values`` (e.g. a method), one bar per entry of ``labels``."""
+         floor: float | None = None, logy: bool = False, errors: Mapping[str, Sequence[float]] | None = None,
+         floor_label: str = "floor (real digits)") -> Axes:
+    """Grouped bars: one group per key of ``values`` (e.g. a method), one bar per entry of ``labels``;
+    ``errors`` (same shape) draws ± error bars (e.g. the standard deviation over seeds)."""
     keys = list(values)
     width = 0.8 / max(1, len(labels))
     for j, lab in enumerate(labels):
         xs = np.arange(len(keys)) + (j - (len(labels) - 1) / 2) * width
-        ax.bar(xs, [values[k][j] for k in keys], width, label=lab)
+        yerr = None if errors is None else [errors[k][j] for k in keys]
+        ax.bar(xs, [values[k][j] for k in keys], width, label=lab, yerr=yerr, capsize=3 if yerr else 0)
     if floor is not None:
-        ax.axhline(floor, color="k", lw=0.8, ls="--", label="floor (real digits)")
+        ax.axhline(floor, color="k", lw=0.8, ls="--", label=floor_label)
     ax.set_xticks(np.arange(len(keys)), keys)
     if logy:
         ax.set_yscale("log")

@@ -8,7 +8,6 @@ methods added to ``cmtutor.methods.METHODS`` are picked up without changes here.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,8 @@ from cmtutor.evaluation.digits_fd import fd_digits
 from cmtutor.methods import METHODS
 from cmtutor.training import Run
 
-#: Where the digits benchmark (``python -m cmtutor.benchmarks.digits_quality``) stores its results.
-DIGITS_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "digits_cpu.json"
+#: Where the benchmarks store their results (the image benchmark: ``cmtutor.benchmarks.image_quality``).
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def digits_config(method: str, steps: int, batch_size: int = 64, **overrides: Any) -> TrainConfig:
@@ -101,33 +100,6 @@ def digits_quality(run: Run, n: int = 359, seed: int = 0) -> dict[str, Any]:
     return out
 
 
-def load_digits_results() -> dict[str, Any] | None:
-    """The stored digits benchmark results (None if the benchmark has not been run)."""
-    if not DIGITS_RESULTS.exists():
-        return None
-    return json.loads(DIGITS_RESULTS.read_text())
-
-
-def results_table(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the digits benchmark table: FD-digits at two sampling budgets (a) and (b) per method.
-
-    Consistency models: (a) 1 step, (b) 2 steps. The diffusion model: Heun steps of its ODE (18, 40).
-    """
-    rows = []
-    for m, r in results["methods"].items():
-        (ka, va), (kb, vb) = sorted(((int(k[3:-4]), v) for k, v in r.items() if k.startswith("fd_")))
-        rows.append({"method": m, "train steps": r["steps"], "train CPU s": r["train_cpu_s"],
-                     "sampler (a)": f"{ka} step{'s' if ka > 1 else ''}", "FD-digits (a)": float(va),
-                     "sampler (b)": f"{kb} steps", "FD-digits (b)": float(vb)})
-    return rows
-
-
-def stored_samples(results: dict[str, Any], method: str, steps: int) -> np.ndarray:
-    """The sample grid the benchmark stored for ``method`` at ``steps`` (uint8 [N, 8, 8, 1])."""
-    s = results["methods"][method]["samples"][str(steps)]
-    return np.frombuffer(bytes.fromhex(s["hex"]), dtype=np.uint8).reshape(s["shape"])
-
-
 # --- notebook 08: CIFAR-10 -------------------------------------------------------------------------
 
 STANDIN_NOTE = ("NOT CIFAR-10: a stand-in written by notebook 08 in the CIFAR-10 python format (scikit-learn's "
@@ -177,5 +149,5 @@ def config_table(methods: list[str]) -> list[dict[str, Any]]:
                      "paper distance": paper.get("distance", "?"),
                      "ours batch": cfg.batch_size, "ours lr": f"{cfg.optimizer} {cfg.lr:g}",
                      "ours distance": cfg.hp.get("distance", "denoising L2"),
-                     "ours dropout": str(cfg.net.get("dropout", "preset")), "ours EMA": str(cfg.ema_decay)})
+                     "ours dropout": str(cfg.net.get("dropout", "preset")), "ours EMA": f"{cfg.ema_decay}" + (" (warm-up)" if cfg.ema_warmup != "none" else "")})
     return rows

@@ -4,6 +4,8 @@ Sources (``--data`` on the command line):
 
 * ``digits``: scikit-learn's bundled 8×8 handwritten digits (1,797 images, 16 grey levels; no download).
   8 is already a power of two, so the images are used at their own size, one channel.
+* ``photos``: 16×16 colour patches of the two photographs that ship with scikit-learn (a temple in China
+  and a flower), shrunk 4× first so a patch shows a structure, not a flat texture (:func:`photos_split`).
 * ``cifar10``: CIFAR-10 from ``<data root>/cifar10`` (see :mod:`cmtutor.data.cifar10`); held-out = test batch.
 * a folder or ``.tar.gz`` in the CIFAR-10 python format (e.g. a labelled stand-in, see :mod:`cmtutor.data.cifar10`);
 * a ``.npz`` file with ``images``: uint8 [N, H, W, C], C ∈ {1, 3}, square, H a power of two ≥ 8.
@@ -28,7 +30,7 @@ from cmtutor.data.cifar10 import is_cifar10_path, load_cifar10
 from cmtutor.errors import DataError
 
 #: Built-in image sets (``cifar10`` is read from disk, see :mod:`cmtutor.data.cifar10`).
-IMAGE_SETS: tuple[str, ...] = ("digits", "cifar10")
+IMAGE_SETS: tuple[str, ...] = ("digits", "photos", "cifar10")
 #: Per-chunk noise size: image i's unit noise is drawn in chunk i // NOISE_CHUNK (see :func:`image_noise`).
 NOISE_CHUNK = 1000
 
@@ -85,6 +87,43 @@ def digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return images[train], labels[train], images[held], labels[held]
 
 
+#: ``photos``: shrink factor, patch side, patch stride
+PHOTOS_SHRINK, PHOTOS_SIDE, PHOTOS_STRIDE = 4, 16, 2
+#: ``photos``: each photo is cut into rows × columns regions that label its patches for the FD classifier
+PHOTOS_REGIONS = (4, 5)
+
+
+def photos_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train, train labels, reference, reference labels) of ``photos``: uint8 [N, 16, 16, 3] patches.
+
+    Each of scikit-learn's two sample photographs (427×640) is shrunk 4× by averaging 4×4 blocks (106×160),
+    and every 16×16 patch at stride 2 is an image (2 × 46 × 73 = 6,716). A fixed random 20 % is the reference
+    set the quality distance compares with; the rest trains. Neighbouring patches overlap, so the reference
+    is not held out in the strict sense: like CIFAR-10's FID, computed against the training images, it
+    measures sample quality, not generalisation. A patch's label is its photo and region (2 × 4 × 5 = 40
+    classes), used only by the FD classifier (``cmtutor.evaluation.photos_fd``).
+    """
+    from sklearn.datasets import load_sample_images
+
+    s, st = PHOTOS_SIDE, PHOTOS_STRIDE
+    rows, cols = PHOTOS_REGIONS
+    images, labels = [], []
+    for i, img in enumerate(load_sample_images().images):
+        f = PHOTOS_SHRINK
+        h, w = img.shape[0] // f * f, img.shape[1] // f * f
+        small = np.round(img[:h, :w].reshape(h // f, f, w // f, f, 3).astype(np.float64).mean(axis=(1, 3)))
+        small = small.astype(np.uint8)
+        for r in range(0, small.shape[0] - s + 1, st):
+            for c in range(0, small.shape[1] - s + 1, st):
+                images.append(small[r:r + s, c:c + s])
+                region = ((r + s // 2) * rows // small.shape[0]) * cols + (c + s // 2) * cols // small.shape[1]
+                labels.append(i * rows * cols + region)
+    x, y = np.stack(images), np.array(labels, np.int64)
+    perm = np.random.default_rng(seed).permutation(len(x))
+    n_ref = len(x) // 5
+    return x[perm[n_ref:]], y[perm[n_ref:]], x[perm[:n_ref]], y[perm[:n_ref]]
+
+
 def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     """Read and validate a ``.npz`` file's ``images`` (uint8 [N, H, W, C]); :class:`DataError` if unusable."""
     p = Path(path)
@@ -117,6 +156,9 @@ def load_images(name_or_file: str, seed: int = 0) -> ImageData:
     if name_or_file == "digits":
         tr, _, he, _ = digits_split(seed)
         return ImageData("digits", tr, he, "held-out 20% of the digits")
+    if name_or_file == "photos":
+        tr, _, he, _ = photos_split()  # one fixed split for every seed: the quality reference never trains
+        return ImageData("photos", tr, he, "a random 20% of the patches")
     if name_or_file == "cifar10" or is_cifar10_path(name_or_file):
         c = load_cifar10(None if name_or_file == "cifar10" else name_or_file)
         name = "cifar10" if not c.is_standin else f"cifar10-format stand-in ({Path(name_or_file).name})"

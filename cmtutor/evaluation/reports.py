@@ -21,6 +21,7 @@ from cmtutor.data.sources import scaler_from_dict
 from cmtutor.data.vectors import load_vectors, read_vector_file
 from cmtutor.errors import UserError
 from cmtutor.evaluation import digits_fd
+from cmtutor.evaluation.photos_fd import PHOTOS
 from cmtutor.evaluation import fid as fidlib
 from cmtutor.hardware.accel import hardware, resolve_device
 from cmtutor.sampler import DEFAULT_ODE_STEPS, Sampler, unit_noise
@@ -57,7 +58,7 @@ def print_report(result: dict[str, Any], as_json: bool = False) -> None:
 def image_report(path: Path, data_name: str, fid_mode: str = "legacy_tensorflow", inception: str | None = None,
                  ref: str = "train", with_fid: bool = True, teacher: str | None = None,
                  device: str = "auto") -> dict[str, Any]:
-    """FID (clean-fid, protocol beside it), FD-digits for the digits, ODE error with --teacher."""
+    """FID (clean-fid, protocol beside it), FD-digits / FD-photos for those sets, ODE error with --teacher."""
     samples = read_image_file(path)
     data = load_images(data_name)
     c, h, w = data.shape
@@ -69,17 +70,19 @@ def image_report(path: Path, data_name: str, fid_mode: str = "legacy_tensorflow"
     if meta.get("hardware"):
         sample_proto["sampled_on"] = meta["hardware"]
     result: dict[str, Any] = {"samples": str(path), **describe(data), "n": int(len(samples))}
-    if data.name == "digits":
-        result["fd_digits"] = digits_fd.fd_digits(samples)
-        result["fd_digits_floor"] = digits_fd.fd_digits_floor(len(samples))
-        result["fd_digits_protocol"] = {**digits_fd.protocol(len(samples)), **sample_proto}
+    small = {"digits": digits_fd.DIGITS, "photos": PHOTOS}.get(data.name)
+    if small is not None:  # the set's own quick distance (keys fd_digits, fd_photos)
+        key = f"fd_{data.name}"
+        result[key] = small.fd(samples)
+        result[f"{key}_floor"] = small.floor(len(samples))
+        result[f"{key}_protocol"] = {**small.protocol(len(samples)), **sample_proto}
     if with_fid:
         reference = data.train if ref == "train" else data.heldout
         ref_label = f"{data.name} {'train' if ref == 'train' else data.heldout_split}"
         try:
             ext = fidlib.inception(fid_mode, inception, device=str(resolve_device(device)))
         except UserError as exc:
-            if data.name != "digits" or inception:
+            if small is None or inception:
                 raise
             result["fid"] = None
             result["fid_note"] = f"skipped: {exc}"

@@ -53,6 +53,10 @@ class CTHparams(ConsistencyHparams):
     s1: int = 150
     #: μ0 of the target EMA's rate μ(k) (``target="ema"``)
     mu0: float = 0.9
+    #: the run length μ(k) was designed for (0: μ(k) as written, in absolute steps). A run of T < H steps
+    #: uses μ(k)^(H/T), so θ⁻'s time constant is the same share of the run as in an H-step run
+    #: (docs/defaults.md#ct-on-images)
+    target_horizon: int = 0
     pairs: Literal["uniform", "lognormal"] = "uniform"
     distance: DistanceName = "l2"
     weighting: Literal["uniform", "inv_delta"] = "uniform"
@@ -122,8 +126,15 @@ class ConsistencyTraining(ConsistencyMethod):
         return self.hp.target == "ema"
 
     def target_decay(self, step: int) -> float:
-        """μ(k) = exp(s0·ln μ0 / N(k)) (Song et al. 2023, App. C)."""
-        return math.exp(self.hp.s0 * math.log(self.hp.mu0) / self.num_scales(step))
+        """μ(k) = exp(s0·ln μ0 / N(k)) (Song et al. 2023, App. C), scaled to the run by ``target_horizon``.
+
+        The time constant of an EMA with rate μ is −1/ln μ steps; multiplying it by T/H is raising μ to H/T.
+        """
+        log_mu = self.hp.s0 * math.log(self.hp.mu0) / self.num_scales(step)
+        horizon = self.hp.target_horizon
+        if horizon > self.total_steps:
+            log_mu *= horizon / self.total_steps
+        return math.exp(log_mu)
 
     def logs(self, d: Draw, step: int) -> dict[str, Tensor | float]:
         return {"num_scales": float(self.num_scales(step))}

@@ -56,9 +56,10 @@ def step(run: Run, x: Tensor, drawn: Any = None) -> dict[str, Any]:
     lr = opt.param_groups[0]["lr"]
     opt.step()
     run.scheduler.step()
-    ema_update(nets.ema, model)
-    for extra in nets.extra_emas.values():
-        ema_update(extra, model)
+    cfg = run.cfg  # the warm-up depends on the step only, so a resumed run averages exactly as an unbroken one
+    ema_update(nets.ema, model, cfg.sampling_decay(cfg.ema_decay, run.step))
+    for cap, extra in nets.extra_emas.items():
+        ema_update(extra, model, cfg.sampling_decay(cap, run.step))
     run.method.after_step(nets, run.step)
     run.step += 1
     return {"step": run.step, "lr": lr, **logs}

@@ -120,6 +120,19 @@ def test_evaluate_digits_reports_fd_digits_with_its_protocol(tmp_path: Path, cap
     assert res["ode_error"] == 0.0
 
 
+def test_photos_train_sample_and_evaluate_with_fd_photos(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photos = [a if a != "digits" else "photos" for a in TINY]
+    assert main(["train", "--method", "ict", "--steps", "2", *photos, "--out", str(tmp_path / "r")]) == 0
+    out = tmp_path / "s.npz"
+    assert main(["sample", "--ckpt", str(tmp_path / "r" / "checkpoint.pt"), "--n", "30", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--samples", str(out), "--data", "photos", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["fd_photos"] > res["fd_photos_floor"] > 0 and "FD-photos" in res["fd_photos_protocol"]["metric"]
+    assert res["fid"] is None  # offline: skipped, and says why
+
+
 def test_image_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     np.savez(tmp_path / "f.npz", images=np.zeros((20, 8, 8, 3), np.float32))
     for args in (["train", "--method", "ict", "--data", str(tmp_path / "f.npz"), "--out", str(tmp_path / "o")],

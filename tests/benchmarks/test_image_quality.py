@@ -1,0 +1,53 @@
+"""The image benchmark end to end at a tiny budget: rows per seed merged under a lock, TCM's budget split,
+the summary over seeds (mean ± sd, ratios, bars), and a file of another budget refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmtutor.benchmarks import image_quality
+from cmtutor.benchmarks.report import images_section
+
+
+def test_two_seeds_merge_into_one_file_and_summarise(tmp_path: Path) -> None:
+    out = tmp_path / "images.json"
+    args = ["--data", "digits", "--steps", "4", "--methods", "diffusion", "ict", "tcm", "--out", str(out)]
+    assert image_quality.main([*args, "--seeds", "0"]) == 0
+    assert image_quality.main([*args, "--seeds", "1"]) == 0  # a second process: merged, not overwritten
+    res = json.loads(out.read_text())
+    assert sorted(res["seeds"]) == ["0", "1"] and sorted(res["seeds"]["1"]) == ["diffusion", "ict", "tcm"]
+    tcm = res["seeds"]["0"]["tcm"]
+    assert tcm["steps"] == 2 and tcm["stage1"]["steps"] == 2 and tcm["teacher"] == "ict"  # 2 + 2 = iCT's 4
+    assert image_quality.stored_samples(res, "ict", 2).shape == (32, 8, 8, 1)
+    assert "samples" not in res["seeds"]["1"]["ict"]  # samples are stored for the first seed only
+    rows = {r["method"]: r for r in image_quality.summary(res)}
+    assert rows["tcm"]["steps"] == 4 and rows["ict"]["seeds"] == 2
+    fd = [res["seeds"][s]["ict"]["fd_1step"] for s in ("0", "1")]
+    assert rows["ict"]["fd_a"][0] == pytest.approx(np.mean(fd)) and rows["ict"]["fd_a"][1] > 0
+    ratios = [res["seeds"][s]["ict"]["fd_1step"] / res["seeds"][s]["diffusion"]["fd_40step"] for s in ("0", "1")]
+    assert rows["ict"]["ratio"][0] == pytest.approx(np.mean(ratios))
+    assert rows["ict"]["bar_met"] == (np.mean(ratios) <= 1.5)
+    assert rows["tcm"]["bar"].startswith("≤ its stage 1 (iCT, 2 steps: ")
+    page = images_section(res)
+    assert "| ict | 2 | 4 |" in page and " ± " in page
+    with pytest.raises(SystemExit, match="not comparable"):
+        image_quality.main([*args[:3], "8", *args[4:], "--seeds", "2"])
+
+
+def test_ablations_sit_beside_the_defaults_they_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "images.json"
+    args = ["--data", "digits", "--steps", "2", "--seeds", "0", "--out", str(out)]
+    image_quality.main([*args, "--methods", "diffusion", "cd", "ct", "ict", "gc", "tcm"])
+    image_quality.main([*args, "--ablations"])
+    res = json.loads(out.read_text())
+    abl = res["ablations"]["0"]
+    assert set(abl) == set(image_quality.ABLATIONS)
+    assert abl["tcm, stage 2 at stage 1's rate"]["changes"]["lr"] == 2e-3  # the small images' iCT rate
+    assert abl["ct, θ⁻ rate as written"]["changes"]["hp"] == {"target_horizon": 0}
+    rows = {r["ablation"]: r for r in image_quality.ablation_summary(res)}
+    assert rows["cd, pseudo-Huber"]["default_fd_1step"][0] == res["seeds"]["0"]["cd"]["fd_1step"]
+    assert "replaced" in images_section(res)
