@@ -108,8 +108,7 @@ class ClassifierFD:
         """The classifier and its held-out accuracy: trained once, cached on disk and in memory."""
         key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
         if self.name != "digits":  # the key also names the data (the digits' key predates this; their split is fixed)
-            key = hashlib.sha256((key + self.data()[0].tobytes().hex()[:0]).encode()
-                                 + self.data()[0].tobytes()).hexdigest()[:16]
+            key = hashlib.sha256(key.encode() + self.data()[0].tobytes()).hexdigest()[:16]
         if key in self._cache:
             return self._cache[key]
         path = cache_dir() / f"{self.name}-classifier-{key}.pt"
