@@ -133,7 +133,7 @@ def _ablations(res: dict[str, Any], label: str) -> str:
     if not rows:
         return ""
     return ("\nEach image default against the setting it replaced, same budget and seeds "
-            f"(`--ablations`; why: [defaults.md](defaults.md#image-defaults-at-a-cpu-budget)).\n\n"
+            "(`--ablations`; why: [defaults.md](defaults.md#image-defaults-at-a-cpu-budget)).\n\n"
             + _md_table(rows, tuple(rows[0])) + "\n")
 
 
