@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from cmtutor.checkpoint import load_checkpoint, model_from_checkpoint, teacher_from_checkpoint
 from cmtutor.config.run import TrainConfig
-from cmtutor.core.solvers import consistency_sample, sample_ode
+from cmtutor.core.solvers import consistency_sample, flow_map_sample, sample_ode
 from cmtutor.data.images import image_noise, to_uint8
 from cmtutor.data.sources import sample_shape, scaler_from_dict
 from cmtutor.hardware.accel import autocast, unwrap
@@ -88,19 +88,29 @@ class Sampler:
         else:
             z = unit_noise(n, sample_shape(self.dim), seed).to(self.device)
         gen = torch.Generator(device=self.device).manual_seed(seed + 1)
-        return self._generate(z, steps, sigmas, gen)
+        return self.generate(z, steps, sigmas, gen)
 
     @property
     def is_image(self) -> bool:
         return not isinstance(self.dim, int)
 
-    def _generate(self, z: Tensor, steps: int, sigmas: list[float] | None, gen: torch.Generator) -> Tensor:
+    def levels(self, steps: int) -> list[float]:
+        """The noise levels of K-step sampling: σ_max, then the config's τ, τ/4, … (:func:`cm_sigmas`)."""
+        return cm_sigmas(steps, self.noise.sigma_max, self.cfg.two_step_sigma)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, steps: int, sigmas: list[float] | None = None,
+                 gen: torch.Generator | None = None) -> Tensor:
+        """Samples (standardised coordinates) from unit noise z: the PF-ODE for diffusion, else K-step sampling
+        (re-noising between levels with noise from ``gen``, or the flow map's deterministic jumps)."""
         was_training = self.model.training
         self.model.eval()
         try:
             if self.method.ode_sampling:
                 return sample_ode(self.model, z, self.noise.sigma_min, self.noise.sigma_max, steps=steps)
-            levels = sigmas or cm_sigmas(steps, self.noise.sigma_max, self.cfg.two_step_sigma)
+            levels = sigmas or self.levels(steps)
+            if self.method.multistep == "flow_map":
+                return flow_map_sample(self.network, z, levels)  # type: ignore[return-value]
             return consistency_sample(self.network, z, levels, self.noise.sigma_min, generator=gen)
         finally:
             self.model.train(was_training)
@@ -128,7 +138,7 @@ class Sampler:
             if self.cfg.channels_last:
                 z = z.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, prec):
-                x = self._generate(z, steps, sigmas, gen)
+                x = self.generate(z, steps, sigmas, gen)
             yield to_uint8(self.standardizer.decode(x.float()))
 
     def sample_images(self, n: int, steps: int | None = None, seed: int = 0, batch_size: int = 500,

@@ -38,9 +38,11 @@ from cmtutor.training import Run, checkpoint_dict, fit
 
 #: Steps of 128 images in about 10 minutes of one H200 (bf16, eager), from the GPU check's images/s
 #: (results/gpu_check.json: diffusion 950, CD 461, CT 685, iCT 697, GC 567, OT 672, TCM 549), rounded down;
-#: Direct CM's check ran 10 steps only, so its count comes from its FLOPs per image (about 6× CD's).
+#: Direct CM's check ran 10 steps only, so its count comes from its FLOPs per image (about 6× CD's). sCM and
+#: MeanFlow were not in the GPU check: theirs assume the cost ratio to iCT measured on 2 CPU cores (a step of
+#: sCM about 2×, of MeanFlow about 2.5× iCT's: a JVP and a forward-backward pass), an estimate, not a GPU figure.
 PROXY_STEPS: dict[str, int] = {"diffusion": 4000, "cd": 2000, "ct": 3000, "ict": 3000, "gc": 2500, "ot": 3000,
-                               "tcm": 2500, "direct": 300}
+                               "tcm": 2500, "direct": 300, "scm": 1500, "meanflow": 1200}
 PROXY_BATCH = 128
 
 

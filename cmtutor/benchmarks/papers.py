@@ -1,7 +1,7 @@
-"""Reproduce the claims tables of notebooks 04–06 (GC/OT, TCM, Direct CM) from the command line.
+"""Reproduce the claims tables of notebooks 04–06 and 09 (GC/OT, TCM, Direct CM, sCM/MeanFlow) from the command line.
 
     python -m cmtutor.benchmarks.papers                 # run all three studies, store results, print tables
-    python -m cmtutor.benchmarks.papers --only tcm      # one study: couplings | truncated | direct
+    python -m cmtutor.benchmarks.papers --only tcm      # one study: couplings | truncated | direct | continuous
     python -m cmtutor.benchmarks.papers --tables        # print the tables of the stored results only
     python -m cmtutor.benchmarks.papers --quick         # a small smoke version (2 seeds, few steps; not stored)
 
@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cmtutor.benchmarks.studies import couplings, direct, hardware, load_results, save_results, table, truncated
+from cmtutor.benchmarks.studies import (continuous, couplings, direct, hardware, load_results, save_results, table,
+                                        truncated)
 
-STUDIES = {"couplings": couplings, "truncated": truncated, "direct": direct}
-ALIASES = {"gc": "couplings", "ot": "couplings", "tcm": "truncated", "direct": "direct"}
+STUDIES = {"couplings": couplings, "truncated": truncated, "direct": direct, "continuous": continuous}
+ALIASES = {"gc": "couplings", "ot": "couplings", "tcm": "truncated", "direct": "direct", "scm": "continuous",
+           "meanflow": "continuous"}
 
 
 def quick_study(name: str) -> Any:
@@ -36,6 +38,8 @@ def quick_study(name: str) -> Any:
     if name == "truncated":
         return truncated.Study(stage1_steps=100, stage2_steps=60, seeds=(0, 1), t_primes=(2.0,), w_bs=(0.0,),
                                eval_every=30, n_eval=300, net=net)
+    if name == "continuous":
+        return continuous.Study(steps=60, seeds=(0, 1), eval_every=30, n_eval=300, net=net)
     return direct.Study(steps=60, seeds=(0, 1), eval_every=30, n_eval=300, teacher_steps=200, ode_steps=8)
 
 
@@ -48,7 +52,8 @@ def report(name: str, res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cmtutor.benchmarks.papers", description=__doc__.split("\n")[0])
-    p.add_argument("--only", action="append", help="couplings|truncated|direct (or gc, ot, tcm); repeatable")
+    p.add_argument("--only", action="append",
+                   help="couplings|truncated|direct|continuous (or gc, ot, tcm, scm, meanflow); repeatable")
     p.add_argument("--tables", action="store_true", help="print the tables of the stored results; train nothing")
     p.add_argument("--quick", action="store_true", help="tiny smoke version, written to a temporary folder")
     args = p.parse_args(argv)

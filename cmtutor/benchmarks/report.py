@@ -82,7 +82,7 @@ def toy2d_section(res: dict[str, Any]) -> str:
 
 
 def claims_section(name: str, res: dict[str, Any]) -> str:
-    """A paper-claims table (notebooks 04–06) from a study's stored results."""
+    """A paper-claims table (notebooks 04–06 and 09) from a study's stored results."""
     return (f"### {name}\n\nSettings: `{json.dumps(res['study'], sort_keys=True)}`; {res.get('seconds', 0):.0f} s on "
             f"{res.get('hardware', '?')}.\n\n" + table(STUDIES[name].claims(res), ("claim", "measurement", "verdict"))
             + "\n")
@@ -194,7 +194,7 @@ def render(folder: Path = RESULTS_DIR) -> str:
         else:
             parts.append(f"## {name}\n\nNot measured yet: `{command}` writes `{path.name}`.\n")
         if name == "toy2d":
-            parts.append("## The papers' claims in 2D (notebooks 04–06)\n\nEach claim over 3 seeds, with the "
+            parts.append("## The papers' claims in 2D (notebooks 04–06 and 09)\n\nEach claim over 3 seeds, with the "
                          "fixed rule of `cmtutor.benchmarks.studies` (a part holds when it holds for every seed). "
                          "Command: `python -m cmtutor.benchmarks.papers`.\n")
             for study in STUDIES:
@@ -239,7 +239,10 @@ def glance(folder: Path = RESULTS_DIR) -> str:
         for d, res in images:
             rows = image_quality.summary(res)
             met = [r for r in rows if "bar_met" in r]
-            ratios = ", ".join(f"{r['method']} {r['ratio'][0]:.2f}" for r in rows if "ratio" in r)
+            most = max(r["seeds"] for r in rows)  # a method measured on fewer seeds says so
+            ratios = ", ".join(f"{r['method']} {r['ratio'][0]:.2f}"
+                               + (f" ({r['seeds']} seed{'s' * (r['seeds'] > 1)})" if r["seeds"] < most else "")
+                               for r in rows if "ratio" in r)
             lines.append(f"| {d} | {res['budget']['steps']} steps, {len(res['seeds'])} seeds | "
                          f"{sum(r['bar_met'] for r in met)} / {len(met)} | {ratios} |")
         lines.append("")

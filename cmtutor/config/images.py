@@ -61,6 +61,11 @@ IMAGE_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     # stage 2 at half stage 1's learning rate, as Lee et al. (docs/defaults.md#tcm-on-images)
     "tcm": {"lr": 5e-5, "net": {"dropout": 0.2}},
     "direct": {"lr": 4e-4, "net": {"dropout": 0.0}},
+    # sCT's CIFAR-10 proposal and stabilisers are SCMHparams' defaults; its two-step time t = 1.1 (σ = σ_d·tan 1.1)
+    "scm": {"lr": 1e-4, "two_step_sigma": 0.982, "net": {"dropout": 0.2}},
+    # MeanFlow's CIFAR-10 setting (Geng et al. 2025, App.): lognorm(−2, 2), 75 % of pairs with r ≠ t, p = 0.75
+    "meanflow": {"lr": 1e-4, "net": {"dropout": 0.2},
+                 "hp": {"p_mean": -2.0, "p_std": 2.0, "ratio": 0.75, "power": 0.75}},
 }
 
 #: Settings for small images (the 8×8 digits on a CPU): a small U-Net, no flips (digits are not symmetric).
@@ -69,8 +74,11 @@ SMALL_IMAGE_OVERRIDES: dict[str, Any] = {
     "checkpoint_every": 1000, "log_every": 50, "sample_every": 0, "xflip": False,
 }
 
-#: Per-method changes to SMALL_IMAGE_OVERRIDES: TCM's stage 2 keeps half of stage 1's learning rate.
-SMALL_IMAGE_METHOD_OVERRIDES: dict[str, dict[str, Any]] = {"tcm": {"lr": SMALL_IMAGE_OVERRIDES["lr"] / 2}}
+#: Per-method changes to SMALL_IMAGE_OVERRIDES: TCM's stage 2 keeps half of stage 1's learning rate;
+#: sCM and MeanFlow keep the learning rates that were stable on 2D (docs/defaults.md#scm-and-meanflow-on-2d: sCM at
+#: 1e-3 was not), not measured on the digits.
+SMALL_IMAGE_METHOD_OVERRIDES: dict[str, dict[str, Any]] = {"tcm": {"lr": SMALL_IMAGE_OVERRIDES["lr"] / 2},
+                                                           "scm": {"lr": 3e-4}, "meanflow": {"lr": 1e-3}}
 
 def is_small_image_source(name: str) -> bool:
     return name in ("digits", "photos")

@@ -31,4 +31,12 @@ PAPER_CIFAR10: dict[str, dict[str, Any]] = {
     # is not a CIFAR-10 one, so no cell of this row pretends to be
     "direct": {"paper": "Direct CM (Vouitsis et al. 2024): no CIFAR-10 run (SDXL LoRA only)", "network": "–",
                "batch": "–", "steps": "–", "optimizer": "–", "distance": "–", "ema": "–", "fid": "–"},
+    # beyond the seed papers (issue 18); cells the course has not checked against the paper say so
+    "scm": {"paper": "sCT (Lu & Song 2024)", "network": "DDPM++-style U-Net (their modifications: App. G)",
+            "batch": "see paper", "steps": "see paper", "optimizer": "see paper",
+            "distance": "continuous-time (tangent, c = 0.1, adaptive w)", "ema": "see paper",
+            "fid": "2.85 (1 step; FastGen reproduction: 3.23)"},
+    "meanflow": {"paper": "MeanFlow (Geng et al. 2025)", "network": "U-Net", "batch": 1024, "steps": "800k",
+                 "optimizer": "see paper", "distance": "adaptive L2, p = 0.75 (lognorm(−2, 2), 75 % r ≠ t)",
+                 "ema": "see paper", "fid": "2.92 (1 step; FastGen reproduction: 2.82)"},
 }

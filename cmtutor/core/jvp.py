@@ -32,7 +32,9 @@ _warned: set[str] = set()
 def exact_jvp(fn: Callable[..., Tensor], primals: Sequence[Tensor], tangents: Sequence[Tensor]
               ) -> tuple[Tensor, Tensor]:
     """(fn(*primals), J·tangents) by forward-mode AD, attention on its composite (JVP-capable) kernel."""
-    with sdpa_kernel([SDPBackend.MATH]):
+    with sdpa_kernel([SDPBackend.MATH]), warnings.catch_warnings():
+        # torch's own forward-AD decompositions still call torch.jit.script on first use: not the user's concern
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
         out, tangent = torch.func.jvp(fn, tuple(primals), tuple(tangents))
     return out, tangent
 

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from cmtutor.core.noise import NoiseConfig
 
-Parameterization = Literal["edm", "cm"]
+#: "edm" and "cm" are :class:`Preconditioned`; "trig" (sCM) and "meanflow" are ``cmtutor.nets.flow_models``.
+Parameterization = Literal["edm", "cm", "trig", "meanflow"]
 
 
 def _as_tensor(sigma: Tensor | float, like: Tensor | None = None) -> Tensor:

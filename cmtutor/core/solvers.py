@@ -8,6 +8,9 @@ PF-ODE (Karras et al. 2022, Eq. 4 with σ(t) = t, s(t) = 1): dx/dσ = (x − D(x
 
 Consistency sampling (Song et al. 2023, Algorithm 1): x = f(σ_max·z, σ_max), then for each further level
 τ: x = f(x + √(τ² − σ_min²)·z', τ).
+
+Flow-map sampling (MeanFlow, Geng et al. 2025, Sec. 4.1; Boffi et al. 2025): a model that jumps along its ODE
+from σ to any σ' < σ, X(x_σ, σ, σ'), takes the levels deterministically, x ← X(x, σ_i, σ_{i+1}), ending at 0.
 """
 
 from __future__ import annotations
@@ -103,5 +106,23 @@ def consistency_sample(model: nn.Module, z: Tensor, sigmas: Sequence[float], sig
         noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
         x_tau = x + (tau**2 - sigma_min**2) ** 0.5 * noise
         x = model(x_tau, torch.full((z.shape[0],), tau, device=z.device))
+        outs.append(x)
+    return (x, outs) if return_all else x
+
+
+def flow_map_sample(model: nn.Module, z: Tensor, sigmas: Sequence[float],
+                    return_all: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+    """Deterministic multistep sampling with a flow map ``model.jump(x, σ, σ')`` (module doc).
+
+    ``sigmas`` are decreasing levels starting at σ_max (``[σ_max]``: one jump to 0); z is unit noise. Unlike
+    consistency sampling no fresh noise is drawn: each step moves along the same ODE trajectory. With
+    ``return_all`` also returns the state after every jump.
+    """
+    sig = [float(s) for s in sigmas] + [0.0]
+    x = z * sig[0]
+    outs = []
+    for s, s_next in zip(sig[:-1], sig[1:]):
+        x = model.jump(x, torch.full((z.shape[0],), s, device=z.device),
+                       torch.full((z.shape[0],), s_next, device=z.device))
         outs.append(x)
     return (x, outs) if return_all else x

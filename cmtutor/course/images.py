@@ -52,9 +52,10 @@ def live_batch() -> int:
 
 
 def teacher_of(method: str) -> str | None:
-    """The method whose model ``method`` learns from (the first of its ``teacher_methods`` that exists)."""
+    """The method whose model ``method`` learns from (the first of its ``teacher_methods`` that exists); None for
+    a method that trains from data alone (sCM takes a teacher only for its optional distillation, sCD)."""
     cls = METHODS[method]
-    if not cls.teacher_methods:
+    if not cls.teacher_methods or not cls.requires_teacher:
         return None
     name = next((m for m in cls.teacher_methods if m in METHODS), None)
     if name is None:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from cmtutor.core.metrics import ode_error, w2_exact, w2_floor
-from cmtutor.core.solvers import consistency_sample, sample_ode, sampling_sigmas, solve_ode
-from cmtutor.sampler import cm_sigmas, unit_noise
+from cmtutor.core.solvers import sample_ode, sampling_sigmas, solve_ode
+from cmtutor.sampler import unit_noise
 
 
 def samples_per_step(sampler: Any, n: int, max_steps: int, seed: int) -> list[np.ndarray]:
@@ -24,22 +24,10 @@ def samples_per_step(sampler: Any, n: int, max_steps: int, seed: int) -> list[np
     a diffusion model (PF-ODE) gets k Heun steps instead. Unit noise from ``seed`` (the same for every K).
     """
     z = unit_noise(n, (sampler.dim,), seed).to(sampler.device)
-    model, noise = sampler.model, sampler.noise
-    was_training = model.training
-    model.eval()
     out = []
-    try:
-        with torch.no_grad():
-            for k in range(1, max_steps + 1):
-                if sampler.method.ode_sampling:
-                    x = sample_ode(model, z, noise.sigma_min, noise.sigma_max, steps=k)
-                else:
-                    levels = cm_sigmas(k, noise.sigma_max, sampler.cfg.two_step_sigma)
-                    gen = torch.Generator(device=sampler.device).manual_seed(seed + 1)
-                    x = consistency_sample(sampler.network, z, levels, noise.sigma_min, generator=gen)
-                out.append(x.cpu().numpy())  # type: ignore[union-attr]
-    finally:
-        model.train(was_training)
+    for k in range(1, max_steps + 1):
+        gen = torch.Generator(device=sampler.device).manual_seed(seed + 1)
+        out.append(sampler.generate(z, k, gen=gen).cpu().numpy())
     return out
 
 

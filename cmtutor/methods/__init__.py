@@ -11,12 +11,14 @@ from cmtutor.methods.coupling import GeneratorInducedCoupling, MinibatchOTCoupli
 from cmtutor.methods.ct import ConsistencyTraining, ImprovedConsistencyTraining
 from cmtutor.methods.diffusion import Diffusion
 from cmtutor.methods.direct import DirectConsistencyModel
+from cmtutor.methods.meanflow import MeanFlow
+from cmtutor.methods.scm import ContinuousConsistencyModel
 from cmtutor.methods.tcm import TruncatedConsistencyModel
 
 METHODS: dict[str, type[Method]] = {
     m.name: m for m in (Diffusion, ConsistencyDistillation, ConsistencyTraining, ImprovedConsistencyTraining,
                         GeneratorInducedCoupling, MinibatchOTCoupling, TruncatedConsistencyModel,
-                        DirectConsistencyModel)
+                        DirectConsistencyModel, ContinuousConsistencyModel, MeanFlow)
 }
 
 

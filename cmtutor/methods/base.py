@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -64,12 +64,12 @@ class Nets:
     extra_emas: dict[float, AveragedModel] = field(default_factory=dict)
 
 
-def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
+def rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     return torch.get_rng_state(), cuda
 
 
-def _set_rng_state(state: tuple[Tensor, Tensor | None], device: torch.device) -> None:
+def restore_rng_state(state: tuple[Tensor, Tensor | None], device: torch.device) -> None:
     torch.set_rng_state(state[0])
     if state[1] is not None:
         torch.cuda.set_rng_state(state[1], device)
@@ -84,10 +84,10 @@ def consistency_step(model: nn.Module, x_hi: Tensor, sigma_hi: Tensor, target_fn
 
     ``target_fn`` computes the target (it runs under ``torch.no_grad``). Returns (loss, target).
     """
-    state = _rng_state(x_hi.device)
+    state = rng_state(x_hi.device)
     with torch.no_grad():
         target = target_fn()
-    _set_rng_state(state, x_hi.device)  # same dropout mask for the online pass
+    restore_rng_state(state, x_hi.device)  # same dropout mask for the online pass
     return consistency_loss(model, x_hi, sigma_hi, target, weight, distance), target
 
 
@@ -108,6 +108,9 @@ class Method:
     requires_teacher: ClassVar[bool] = False
     #: True if samples are drawn with the PF-ODE (diffusion), False for consistency sampling.
     ode_sampling: ClassVar[bool] = False
+    #: multistep sampling: "consistency" re-noises between levels (Song et al. 2023, Algorithm 1); "flow_map"
+    #: jumps deterministically between them (MeanFlow; :func:`cmtutor.core.solvers.flow_map_sample`)
+    multistep: ClassVar[Literal["consistency", "flow_map"]] = "consistency"
     #: True if the method has a ``draw(x, step)`` whose result ``loss(nets, x, step, drawn)`` accepts, and
     #: gains from making the draws of step k + 1 while step k trains (OT: its assignment is solved in a
     #: background thread). The training loop then draws one step ahead, in the same order on the RNG.

@@ -9,6 +9,7 @@ from torch import nn
 from cmtutor.core.noise import NoiseConfig
 from cmtutor.core.precond import Parameterization, Preconditioned
 from cmtutor.errors import CheckpointError
+from cmtutor.nets.flow_models import MeanFlowModel, TrigFlowModel
 from cmtutor.nets.mlp import MLP, MLPConfig
 from cmtutor.nets.unet import build_unet
 
@@ -25,6 +26,11 @@ def build_network(net_cfg: dict[str, Any], dim: int | tuple[int, ...]) -> nn.Mod
 
 
 def make_model(net_cfg: dict[str, Any], dim: int | tuple[int, ...], noise: NoiseConfig,
-               kind: Parameterization) -> Preconditioned:
-    """F_θ from ``net_cfg`` wrapped in EDM (``kind="edm"``) or CM-boundary (``"cm"``) preconditioning."""
+               kind: Parameterization) -> nn.Module:
+    """F_θ from ``net_cfg`` wrapped in EDM (``kind="edm"``) or CM-boundary (``"cm"``) preconditioning, sCM's
+    TrigFlow function (``"trig"``) or MeanFlow's average velocity (``"meanflow"``, a network with two conditions)."""
+    if kind == "trig":
+        return TrigFlowModel(build_network(net_cfg, dim), noise)
+    if kind == "meanflow":
+        return MeanFlowModel(build_network({**net_cfg, "cond2": True}, dim), noise)
     return Preconditioned(build_network(net_cfg, dim), noise, kind)

@@ -64,6 +64,8 @@ class MLPConfig:
     #: "sinusoidal" (low fixed frequencies, the default) or "fourier" (random, ``fourier_scale``)
     embedding: str = "sinusoidal"
     fourier_scale: float = 16.0
+    #: a second conditioning input (MeanFlow's interval t − r), embedded like the first and added to it
+    cond2: bool = False
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -87,12 +89,16 @@ class MLP(nn.Module):
         else:
             raise ValueError(f"unknown embedding {cfg.embedding!r}; expected 'sinusoidal' or 'fourier'")
         self.t_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, h), nn.SiLU(), nn.Linear(h, h))
+        self.t_mlp2 = nn.Sequential(nn.Linear(cfg.emb_dim, h), nn.SiLU(), nn.Linear(h, h)) if cfg.cond2 else None
         self.inp = nn.Linear(cfg.dim, h)
         self.t_proj = nn.ModuleList([nn.Linear(h, h) for _ in range(cfg.depth)]) if cfg.time_every_layer else None
         self.layers = nn.ModuleList([nn.Linear(h, h) for _ in range(cfg.depth)])
         self.out = nn.Linear(h, cfg.dim)
+        #: compute the time features once per distinct level (time_features); off for methods whose levels are
+        #: continuous (sCM, MeanFlow): torch.unique has no forward-mode derivative, which their JVP needs
+        self.dedupe_levels = True
 
-    def time_features(self, c_noise: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def time_features(self, c_noise: Tensor, c2: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
         """The parts of the forward pass that depend on the noise level only: e(c) and the e_l(c), [B, hidden].
 
         Consistency methods draw σ from a discrete grid (CD: N = 10 levels on 2D data; CT/iCT: N(k) ≤ 1281),
@@ -104,7 +110,14 @@ class MLP(nn.Module):
         """
         flat = c_noise.reshape(-1)
         inverse = None
-        if flat.device.type == "cpu" and flat.numel() > 1 and not torch.compiler.is_compiling():
+        if c2 is not None:  # two conditions (MeanFlow's t and t − r): drawn from continuous laws, all distinct
+            if self.t_mlp2 is None:
+                raise ValueError("this MLP has one conditioning input (MLPConfig.cond2 is False)")
+            e = self.t_mlp(self.embed(flat)) + self.t_mlp2(self.embed(c2.reshape(-1)))
+            es = nn.functional.silu(e)
+            return e, [proj(es) for proj in self.t_proj] if self.t_proj is not None else []
+        if (self.dedupe_levels and flat.device.type == "cpu" and flat.numel() > 1
+                and not torch.compiler.is_compiling()):
             levels, inv = torch.unique(flat, return_inverse=True)
             if 2 * levels.numel() <= flat.numel():
                 flat, inverse = levels, inv
@@ -117,8 +130,9 @@ class MLP(nn.Module):
             e, projs = e.index_select(0, inverse), [p.index_select(0, inverse) for p in projs]
         return e, projs
 
-    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
-        e, projs = self.time_features(c_noise)
+    def forward(self, x: Tensor, c_noise: Tensor, c2: Tensor | None = None) -> Tensor:
+        """F_θ(x, c_noise) [B, dim]; ``c2`` is the second condition of a ``cond2`` network (MeanFlow's t − r)."""
+        e, projs = self.time_features(c_noise, c2)
         h = self.inp(x) + e
         if self.t_proj is None:
             for layer in self.layers:

@@ -63,6 +63,8 @@ class UNetConfig:
     emb_mult: int = 4
     channels_per_head: int = 64
     max_positions: int = 10_000
+    #: a second conditioning input (MeanFlow's interval t − r), embedded like c_noise and added before the MLP
+    cond2: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,6 +185,7 @@ class UNet(nn.Module):
         ch, emb_ch = cfg.channels, cfg.channels * cfg.emb_mult
         self.embed = PositionalEmbedding(ch, cfg.max_positions)
         self.map0 = nn.Linear(ch, emb_ch)
+        self.map0_cond2 = nn.Linear(ch, emb_ch) if cfg.cond2 else None
         self.map1 = nn.Linear(emb_ch, emb_ch)
 
         def block(cin: int, cout: int, res: int, resample: str = "none", attention: bool = False) -> ResBlock:
@@ -214,8 +217,14 @@ class UNet(nn.Module):
         self.norm_out = _group_norm(cout)
         self.conv_out = _zero(nn.Conv2d(cout, cfg.in_channels, 3, padding=1))
 
-    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
-        emb = F.silu(self.map1(F.silu(self.map0(self.embed(c_noise.reshape(-1))))))
+    def forward(self, x: Tensor, c_noise: Tensor, c2: Tensor | None = None) -> Tensor:
+        """F_θ(x, c_noise) shaped like x; ``c2`` is the second condition of a ``cond2`` network (MeanFlow's t − r)."""
+        pre = self.map0(self.embed(c_noise.reshape(-1)))
+        if c2 is not None:
+            if self.map0_cond2 is None:
+                raise ValueError("this U-Net has one conditioning input (UNetConfig.cond2 is False)")
+            pre = pre + self.map0_cond2(self.embed(c2.reshape(-1)))
+        emb = F.silu(self.map1(F.silu(pre)))
         h = self.conv_in(x)
         hs = [h]
         for blk in self.enc:

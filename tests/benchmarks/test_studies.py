@@ -1,4 +1,5 @@
-"""The multi-seed studies of notebooks 04–06: a small regeneration (2 seeds, tiny runs) and the stored results."""
+"""The multi-seed studies of notebooks 04–06 and 09: a small regeneration (2 seeds, tiny runs) and the stored
+results."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmtutor.benchmarks.studies import RESULTS_DIR, couplings, direct, load_results, ordering, truncated, verdict
+from cmtutor.benchmarks.studies import (RESULTS_DIR, continuous, couplings, direct, load_results, ordering, truncated,
+                                        verdict)
 
 NET = {"hidden": 16, "depth": 1}
 VERDICTS = {"reproduced", "partly", "not reproduced"}
@@ -92,12 +94,26 @@ def test_direct_study_small_regeneration() -> None:
     assert direct.claims(res)[0]["verdict"] in VERDICTS
 
 
-@pytest.mark.parametrize("name", ["couplings", "truncated", "direct"])
+def test_continuous_study_small_regeneration() -> None:
+    s = continuous.Study(steps=10, seeds=(0, 1), eval_every=5, n_eval=150, batch_size=64, net=NET)
+    res = continuous.run(s)
+    assert set(res["runs"]) == set(continuous.CONFIGS)
+    for name, rec in res["runs"].items():
+        assert rec["steps"] == [5, 10] and len(rec["w2"]) == 2 and _finite(rec["one_step"]) and _finite(rec["two_step"])
+        assert rec["config"]["method"] == continuous.CONFIGS[name][0] and rec["config"]["steps"] == 10
+    assert res["runs"]["scm-no-warmup"]["config"]["hp"]["tangent_warmup"] == 0.0
+    assert res["runs"]["scm-uniform"]["config"]["hp"]["weighting"] == "uniform"
+    assert len(res["samples"]["meanflow"]["2"]) == 500
+    rows = continuous.claims(res)
+    assert len(rows) == 5 and all(r["verdict"] in VERDICTS for r in rows)
+
+
+@pytest.mark.parametrize("name", ["couplings", "truncated", "direct", "continuous"])
 def test_stored_results_give_the_claims_tables(name: str) -> None:
     """The committed results (what the notebooks plot) have every field the claims need, for >= 3 seeds."""
     assert (RESULTS_DIR / f"{name}.json").exists(), "run `python -m cmtutor.benchmarks.papers`"
     res = load_results(name)
-    module = {"couplings": couplings, "truncated": truncated, "direct": direct}[name]
+    module = {"couplings": couplings, "truncated": truncated, "direct": direct, "continuous": continuous}[name]
     assert len(res["study"]["seeds"]) >= 3
     rows = module.claims(res)
     assert rows and all(r["verdict"] in VERDICTS and "±" in r["measurement"] for r in rows)

@@ -98,3 +98,10 @@ def test_results_merge_replaces_only_the_rerun_rows(tmp_path: Path) -> None:
 
 def test_a_gpu_row_is_not_held_to_the_cpu_time_bar() -> None:
     assert toy2d.Row("moons", "diffusion", 200.0, 1.0, None, timed=False).verdict() == "pass"
+
+
+def test_only_a_run_alone_on_two_cores_is_held_to_the_time_bar() -> None:
+    assert toy2d.is_timed(1, 2, False, 2) and toy2d.is_timed(1, None, False, 2) and toy2d.is_timed(7, 2, False, 14)
+    assert not toy2d.is_timed(2, 1, False, 2)  # two trainings sharing 2 cores, one thread each
+    assert not toy2d.is_timed(1, 1, False, 16) and not toy2d.is_timed(1, 2, True, 16)
+    assert not toy2d.is_timed(1, None, False, 16)  # torch's default: all 16 cores

@@ -30,3 +30,12 @@ def test_torchrun_two_processes_train_resume_sample(tmp_path: Path, cli_env: dic
         steps = [json.loads(x)["step"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
         assert steps == [2, 4]
         assert all(isinstance(s, int) for s in steps)
+
+
+def test_gradients_of_jvp_methods_are_synchronised(cli_env: dict[str, str]) -> None:
+    """sCM and MeanFlow under 2 Gloo processes: the gradient agrees across ranks (and would not without DDP)."""
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           str(ROOT / "tests" / "hardware" / "ddp_jvp_worker.py")]
+    proc = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("ddp-jvp-worker ok") == 1

@@ -1,6 +1,6 @@
-"""Multi-seed studies behind the claims tables of notebooks 04–06 (GC/OT, TCM, Direct CM).
+"""Multi-seed studies behind the claims tables of notebooks 04–06 and 09 (GC/OT, TCM, Direct CM, sCM/MeanFlow).
 
-Each study module (``couplings``, ``truncated``, ``direct``) has a ``Study`` dataclass (its settings), a
+Each study module (``couplings``, ``truncated``, ``direct``, ``continuous``) has a ``Study`` dataclass (its settings), a
 ``run(study)`` function that trains every configuration for every seed and returns a JSON-ready dict, and
 a ``claims(results)`` function that turns that dict into the rows of the notebook's claims table.
 
