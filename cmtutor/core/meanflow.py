@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from cmtutor.core.jvp import JvpMode, jvp
+from cmtutor.core.trigflow import expand_like
 
 
 def time_of_sigma(sigma: Tensor | float) -> Tensor | float:
@@ -35,11 +36,6 @@ def time_of_sigma(sigma: Tensor | float) -> Tensor | float:
 def sigma_of_time(t: Tensor | float) -> Tensor | float:
     """σ = t/(1 − t): the VE level of flow time t."""
     return t / (1 - t)
-
-
-def expand_like(c: Tensor, x: Tensor) -> Tensor:
-    """A per-sample coefficient [B] as [B, 1, …] against x."""
-    return c.reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def interpolate(x: Tensor, eps: Tensor, t: Tensor) -> Tensor:
