@@ -4,8 +4,10 @@ torch's OpenMP threads spin-wait between parallel regions. When another process 
 region waits for the thread that shares it: a 1500-step 2D iCT run on 2 cores took 13 s idle and over 300 s with
 one core busy (killed at step 1411), against 16 s with one thread (docs/defaults.md#cpu-threads). A run therefore
 measures how many cores the other processes leave idle when it starts and uses no more threads than that.
-``CMTUTOR_THREADS=N`` in the environment sets the count instead. Weights do not depend on the choice for 7 of the 8
-methods (CT's differ in the last bits between 1 and 2 threads): see docs/defaults.md#cpu-threads.
+``CMTUTOR_THREADS=N`` in the environment sets the count instead. The weights depend on the count in their last bits
+(BLAS splits a matrix product of a few rows differently over threads), so a run keeps the count it started with:
+a resumed run continues on it (``keep``) and ends with the weights of an uninterrupted one
+(docs/defaults.md#cpu-threads).
 """
 
 from __future__ import annotations
@@ -65,8 +67,12 @@ def fitting_threads(default: int, idle: float) -> int:
 
 
 @contextlib.contextmanager
-def threads_that_fit(device: torch.device, quiet: bool = False) -> Iterator[int]:
-    """For the block, torch uses no more CPU threads than there are idle cores (CPU runs only); restored after."""
+def threads_that_fit(device: torch.device, quiet: bool = False, keep: int | None = None) -> Iterator[int]:
+    """For the block, torch uses no more CPU threads than there are idle cores (CPU runs only); restored after.
+
+    ``keep``: the count the run started with (a resumed run), used instead of measuring, up to torch's default, so
+    the run's weights do not change with the load at the resume; ``CMTUTOR_THREADS`` still overrides it.
+    """
     default = torch.get_num_threads()
     chosen = os.environ.get("CMTUTOR_THREADS", "").strip()
     if device.type != "cpu" or (default == 1 and not chosen):  # nothing to choose
@@ -74,6 +80,12 @@ def threads_that_fit(device: torch.device, quiet: bool = False) -> Iterator[int]
         return
     if chosen.isdigit() and int(chosen) > 0:
         threads = int(chosen)
+    elif keep is not None:
+        threads = max(1, min(keep, default))
+        if threads < keep and not quiet:
+            print(f"the run started on {keep} CPU threads and this machine gives torch {default}: it continues on "
+                  f"{threads}, so its weights differ in the last bits from an uninterrupted run's",
+                  file=sys.stderr, flush=True)
     else:
         idle = recent_idle_cores()
         threads = fitting_threads(default, idle)

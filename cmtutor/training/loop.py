@@ -38,7 +38,9 @@ def train_steps(run: Run, until: int | None = None) -> Iterator[dict[str, Any]]:
     run.nets.model.train()
     if run.nets.target is not None:
         run.nets.target.train()
-    with threads_that_fit(run.device, quiet=True), run.batches.running(run):  # no spinning threads on busy cores
+    # no spinning threads on busy cores; the count is kept for the rest of the run and its resumes
+    with threads_that_fit(run.device, quiet=True, keep=run.threads) as threads, run.batches.running(run):
+        run.threads = threads if run.device.type == "cpu" else None
         while run.step < until:
             x, drawn = run.batches.next(run, until)
             yield step(run, x, drawn)

@@ -39,6 +39,7 @@ def checkpoint_dict(run: Run) -> dict[str, Any]:
         "rng": _rng_to_save(run),
         "standardizer": run.standardizer.to_dict(),
         "teacher": run.teacher.to_dict() if run.teacher is not None else None,
+        "threads": run.threads,
     }
 
 
@@ -73,6 +74,7 @@ def resume_run(ckpt: dict[str, Any], device: str | None = None) -> Run:
     run.scheduler.load_state_dict(ckpt["scheduler"])
     run.standardizer = scaler_from_dict(ckpt["standardizer"])
     run.step = int(ckpt["step"])
+    run.threads = ckpt.get("threads")  # continue on the count the run trained on (older checkpoints: None)
     ranks = ckpt.get("rng_ranks")
     if run.world_size > 1 or ranks is not None:
         if ranks is not None and len(ranks) == run.world_size:

@@ -62,6 +62,9 @@ class Run:
     prepared: bool = False
     #: where each step's batch comes from (:mod:`cmtutor.training.lookahead`)
     batches: Batches = field(default_factory=Batches)
+    #: torch's CPU thread count the run trains on: chosen when it first trains, kept in its checkpoints and
+    #: reused on resume (the weights depend on it in the last bits: :mod:`cmtutor.hardware.threads`)
+    threads: int | None = None
 
     @property
     def local_batch(self) -> int:

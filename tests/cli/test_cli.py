@@ -47,7 +47,7 @@ def test_train_writes_config_metrics_checkpoint(teacher_dir: Path) -> None:
     assert lines[-1]["step"] == 60 and all(np.isfinite(x["loss"]) for x in lines)
     ckpt = torch.load(teacher_dir / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 60 and ckpt["config"]["method"] == "diffusion"
-    assert {"model", "ema", "optimizer", "scheduler", "rng", "standardizer"} <= set(ckpt)
+    assert {"model", "ema", "optimizer", "scheduler", "rng", "standardizer", "threads"} <= set(ckpt)
 
 
 def test_cd_sample_evaluate_end_to_end(teacher_dir: Path, tmp_path: Path, cli_env: dict[str, str]) -> None:
@@ -100,9 +100,12 @@ def test_resume_after_kill_9_matches_uninterrupted(tmp_path: Path, cli_env: dict
             "--seed", "7", *TINY]
     full = tmp_path / "full"
     cli([*args, "--out", str(full)], cli_env)
+    threads = torch.load(full / "checkpoint.pt", weights_only=True)["threads"]
+    assert threads >= 1  # the count the idle-core policy chose: the weights depend on it in their last bits
 
-    cut = tmp_path / "cut"
-    proc = subprocess.Popen([PYTHON, "-m", "cmtutor", *args, "--out", str(cut)], env=cli_env,
+    cut = tmp_path / "cut"  # started on the same count (the load may differ now); the resume below is not pinned
+    proc = subprocess.Popen([PYTHON, "-m", "cmtutor", *args, "--out", str(cut)],
+                            env={**cli_env, "CMTUTOR_THREADS": str(threads)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:

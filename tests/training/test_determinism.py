@@ -7,12 +7,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from cmtutor.config import default_config
 from cmtutor.hardware import threads
+from cmtutor.training import checkpoint_dict, fit, resume_run, train_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,21 +65,53 @@ def test_every_method_is_bitwise_reproducible_with_default_threads(data: str, st
     assert all(v for k, v in report.items() if k != "threads"), report
 
 
-def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert threads.fitting_threads(2, 2.0) == 2 and threads.fitting_threads(2, 1.2) == 1
-    assert threads.fitting_threads(8, 3.6) == 4 and threads.fitting_threads(4, 0.0) == 1
+@pytest.fixture
+def two_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """torch on two threads and no ``CMTUTOR_THREADS`` for the test; the caller's count restored after."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
-    try:
-        monkeypatch.setattr(threads, "recent_idle_cores", lambda: 0.9)  # another process holds a core
-        with threads.threads_that_fit(torch.device("cpu"), quiet=True) as n:
-            assert n == 1 and torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2  # restored after the run
-        monkeypatch.setattr(threads, "recent_idle_cores", lambda: 2.0)
-        with threads.threads_that_fit(torch.device("cpu"), quiet=True) as n:
-            assert n == 2 and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.delenv("CMTUTOR_THREADS", raising=False)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_follow_the_idle_cores(monkeypatch: pytest.MonkeyPatch, two_threads: None) -> None:
+    assert threads.fitting_threads(2, 2.0) == 2 and threads.fitting_threads(2, 1.2) == 1
+    assert threads.fitting_threads(8, 3.6) == 4 and threads.fitting_threads(4, 0.0) == 1
+    monkeypatch.setattr(threads, "recent_idle_cores", lambda: 0.9)  # another process holds a core
+    with threads.threads_that_fit(torch.device("cpu"), quiet=True) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2  # restored after the run
+    monkeypatch.setattr(threads, "recent_idle_cores", lambda: 2.0)
+    with threads.threads_that_fit(torch.device("cpu"), quiet=True) as n:
+        assert n == 2 and torch.get_num_threads() == 2
+
+
+def test_a_resumed_run_keeps_the_thread_count_it_started_with(monkeypatch: pytest.MonkeyPatch,
+                                                              two_threads: None) -> None:
+    monkeypatch.setattr(threads, "recent_idle_cores", lambda: 0.9)  # busy now, but the run began on 2
+    with threads.threads_that_fit(torch.device("cpu"), quiet=True, keep=2) as n:
+        assert n == 2 and torch.get_num_threads() == 2
+    monkeypatch.setattr(threads, "recent_idle_cores", lambda: 2.0)  # idle now, but the run began on 1
+    with threads.threads_that_fit(torch.device("cpu"), quiet=True, keep=1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    with threads.threads_that_fit(torch.device("cpu"), quiet=True, keep=8) as n:  # never above torch's default
+        assert n == 2
+    monkeypatch.setenv("CMTUTOR_THREADS", "1")  # the user's choice wins over the kept count
+    with threads.threads_that_fit(torch.device("cpu"), quiet=True, keep=2) as n:
+        assert n == 1
+
+
+def test_the_thread_count_is_kept_in_the_checkpoint_and_restored(monkeypatch: pytest.MonkeyPatch,
+                                                                 two_threads: None) -> None:
+    monkeypatch.setattr(threads, "recent_idle_cores", lambda: 0.9)  # a busy machine: the run trains on 1
+    run = fit(default_config("ict", "moons", steps=3, seed=0, batch_size=32))
+    ckpt = checkpoint_dict(run)
+    assert run.threads == 1 and ckpt["threads"] == 1
+    monkeypatch.setattr(threads, "recent_idle_cores", lambda: 2.0)  # idle at the resume
+    resumed = resume_run({**ckpt, "config": {**ckpt["config"], "steps": 5}})
+    seen = [torch.get_num_threads() for _ in train_steps(resumed)]
+    assert resumed.threads == 1 and seen == [1, 1]
 
 
 def test_the_idle_cores_are_measured_once_for_runs_started_close_together(monkeypatch: pytest.MonkeyPatch) -> None:
