@@ -131,9 +131,9 @@ def train_in_folder(run: Run, out: Path, quiet: bool, stop_at: int | None = None
                desc=f"{cfg.method} on {cfg.data}", file=sys.stderr, dynamic_ncols=True)
     log_cm = metrics_path.open("a") if main else contextlib.nullcontext()
     saved = run.step if (out / "checkpoint.pt").exists() else None  # the last good checkpoint's step
+    # the count is chosen here (kept on a resume) and recorded by train_steps, which chooses within it
     fit_threads = threads_that_fit(run.device, quiet=not main, keep=run.threads)
-    with log_cm as log, stop_requests() as signals, fit_threads as threads:
-        run.threads = threads if run.device.type == "cpu" else None  # kept in the checkpoints for a resume
+    with log_cm as log, stop_requests() as signals, fit_threads:
         for logs in train_steps(run, until=until):
             step = logs["step"]
             stop = distributed.any_rank(bool(signals))
