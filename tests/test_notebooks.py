@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 from pathlib import Path
 
 import nbformat
@@ -17,9 +16,9 @@ import pytest
 
 from cmtutor.exercises import check
 from cmtutor.nbtools import (
-    EXERCISE_RE,
     NOTEBOOKS,
     SOLUTIONS,
+    exercise_cells,
     out_of_sync,
     strip_solution_code,
     strip_solution_markdown,
@@ -27,7 +26,6 @@ from cmtutor.nbtools import (
     wants_ignore,
 )
 
-CHECK_RE = re.compile(r"check\(\s*[\"'](\d+\.\d+)[\"']\s*,\s*([A-Za-z_][A-Za-z_0-9]*)")
 SOLUTION_NBS = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
 ALL_NBS = SOLUTION_NBS + sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
@@ -71,20 +69,7 @@ def test_notebook_is_executed_and_normalised(path: Path) -> None:
 
 def _exercise_cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, str]]:
     """(exercise id, exercise cell source, name of the checked function) for each exercise."""
-    out = []
-    cells = nb.cells
-    for i, cell in enumerate(cells):
-        if cell.cell_type != "code" or not EXERCISE_RE.search(cell.source.split("\n")[0]):
-            continue
-        ex_id = EXERCISE_RE.search(cell.source.split("\n")[0]).group(1)
-        for nxt in cells[i + 1:]:
-            m = CHECK_RE.search(nxt.source) if nxt.cell_type == "code" else None
-            if m and m.group(1) == ex_id:
-                out.append((ex_id, cell.source, m.group(2)))
-                break
-        else:
-            raise AssertionError(f"Exercise {ex_id} has no check(\"{ex_id}\", ...) cell after it")
-    return out
+    return [(e.id, e.source, e.function) for e in exercise_cells(nb)]
 
 
 def _run_exercise(source: str, name: str, ex_id: str) -> str:

@@ -25,8 +25,9 @@ VECTOR_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     # stage 2 fine-tunes at half the learning rate, as in Lee et al. (docs/defaults.md#tcm-and-direct-cm-on-2d)
     "tcm": {**_PAPERS_RUN, "steps": 2000, "lr": TrainConfig.lr / 2},
     "direct": {**_PAPERS_RUN, "steps": 1300},
-    # iCT's budget; lr and the warm-up: docs/defaults.md#scm-and-meanflow-on-2d
-    "scm": {"steps": 8000, "batch_size": 256, "lr": 3e-4, "hp": {"tangent_warmup": 0.1}},
+    # iCT's budget; lr, warm-up and tangent_c (a near-unit tangent, iCT's pseudo-Huber's counterpart):
+    # docs/defaults.md#scm-and-meanflow-on-2d
+    "scm": {"steps": 8000, "batch_size": 256, "lr": 3e-4, "hp": {"tangent_warmup": 0.1, "tangent_c": 0.01}},
     # a wider time law, squared L2 and the finite-difference JVP (as good here, 1.8× faster on the CPU)
     "meanflow": {"steps": 8000, "batch_size": 256,
                  "hp": {"p_mean": 0.0, "p_std": 1.6, "ratio": 0.5, "power": 0.0, "jvp": "fd"}},

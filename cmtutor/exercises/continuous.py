@@ -45,8 +45,10 @@ def _ex_9_2(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, A
 
 def _register() -> None:
     register(Exercise("9.1", "the sCM tangent g (Algorithm 1) through one JVP",
-                      lambda f, x, dx, t, sd, w: tf.consistency_tangent(f, x, dx, t, sd, w)[1], _ex_9_1))
-    register(Exercise("9.2", "the MeanFlow target v − (t − r)·du/dt through one JVP", mf.identity_target, _ex_9_2))
+                      lambda f, x, dx, t, sd, w: tf.consistency_tangent(f, x, dx, t, sd, w)[1], _ex_9_1, points=2,
+                      guards=(tf.consistency_tangent,)))
+    register(Exercise("9.2", "the MeanFlow target v − (t − r)·du/dt through one JVP", mf.identity_target, _ex_9_2,
+                      points=2))
 
 
 _register()

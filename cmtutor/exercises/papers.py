@@ -9,19 +9,17 @@ import torch
 from torch import Tensor, nn
 
 from cmtutor.core.solvers import sample_ode
-from cmtutor.exercises import Exercise, ToyConsistency, ToyDenoiser, register
+from cmtutor.exercises import Exercise, Mistake, ToyConsistency, ToyDenoiser, register
 from cmtutor.exercises import sigmas_for_tests as _sigmas
-from cmtutor.methods.coupling import gc_endpoint, gc_mix, ot_couple
+from cmtutor.methods.coupling import gc_endpoint, gc_mix, ot_couple, ot_permutation
 from cmtutor.methods.direct import direct_target
 from cmtutor.methods.tcm import TruncatedConsistency, boundary_weights
 
 
-class ToyStageOne(nn.Module):
+class ToyStageOne(ToyConsistency):
     """A second fixed smooth function of (x, σ), standing in for a frozen stage-1 consistency model."""
 
-    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
-        s = torch.as_tensor(sigma, dtype=x.dtype)
-        s = s.reshape(-1, *([1] * (x.ndim - 1))) if s.ndim else s
+    def value(self, x: Tensor, s: Tensor) -> Tensor:
         return torch.tanh(x) * (1 + 0.1 * s)
 
 
@@ -76,15 +74,29 @@ def one_step_ode_error(f: nn.Module, teacher: nn.Module, z: Tensor, sigma_min: f
     return ((x - ref) ** 2).flatten(1).mean(1).mean()
 
 
+def tcm_target(f: nn.Module, f1: nn.Module, x: Tensor, r: Tensor, t_prime: float) -> Tensor:
+    """Reference of 5.1: the TCM target sg f(x_r, r), the student above t', the frozen stage 1 below."""
+    with torch.no_grad():
+        return TruncatedConsistency(f, f1, t_prime)(x, r)
+
+
 def _register() -> None:
-    register(Exercise("4.1", "the minibatch optimal-transport coupling", ot_couple, _ex_4_1))
+    register(Exercise("4.1", "the minibatch optimal-transport coupling", ot_couple, _ex_4_1,
+                      guards=(ot_couple, ot_permutation),
+                      mistakes=(Mistake(lambda x, z: (x, z), "that is the independent coupling: re-order z so "
+                                        "the total squared distance ‖x_i − z_π(i)‖² is smallest"),)))
     register(Exercise("4.2", "the generator-induced (GC) mixed endpoint",
-                      lambda g, x, z, s, mu, u: gc_mix(x, gc_endpoint(g, x, z, s), mu, u), _ex_4_2))
+                      lambda g, x, z, s, mu, u: gc_mix(x, gc_endpoint(g, x, z, s), mu, u), _ex_4_2, points=2,
+                      grad_check=True, guards=(gc_endpoint, gc_mix),
+                      mistakes=(Mistake(lambda g, x, z, s, mu, u: gc_mix(x, gc_endpoint(g, x, z, s), 1 - mu, 1 - u),
+                                        "μ is the share of generated endpoints: take x̂ where u < μ"),)))
     register(Exercise("5.1", "the TCM target network (student above t', frozen stage 1 below)",
-                      lambda f, f1, x, r, tp: TruncatedConsistency(f, f1, tp)(x, r), _ex_5_1))
+                      tcm_target, _ex_5_1, points=2,
+                      grad_check=True, guards=(TruncatedConsistency,)))
     register(Exercise("5.2", "the TCM loss weights with the boundary term", boundary_weights, _ex_5_2))
     register(Exercise("6.1", "the Direct CM target: the teacher's full ODE solve",
-                      lambda d, x, s, smin, k: direct_target(d, x, s, smin, k, "heun"), _ex_6_1))
+                      lambda d, x, s, smin, k: direct_target(d, x, s, smin, k, "heun"), _ex_6_1, points=2,
+                      grad_check=True, guards=(direct_target,)))
     register(Exercise("6.2", "the ODE-solving error of one-step samples", one_step_ode_error, _ex_6_2))
 
 

@@ -85,13 +85,19 @@ def test_truncated_study_small_regeneration() -> None:
 def test_direct_study_small_regeneration() -> None:
     s = direct.Study(steps=10, seeds=(0, 1), eval_every=5, n_eval=150, teacher_steps=20, ode_steps=4, batch_size=64)
     res = direct.run(s)
-    for m in ("cd", "direct"):
+    assert direct.matched_steps(s) == 3  # 10 CD steps × 2 teacher calls ≤ 3 Direct steps × (2 × 4)
+    for m in ("cd", "direct", "cd_n10"):
         rec = res["runs"][m]
-        assert rec["steps"] == [5, 10] and len(rec["ode_error"]) == 2
+        assert rec["steps"] == ([3, 5, 10] if m == "direct" else [5, 10]) and len(rec["ode_error"]) == 2
         assert np.all(np.array(rec["ode_error"]) > 0) and _finite(rec["w2"]) and _finite(rec["final_w2"])
         assert rec["config"]["teacher"] is None and rec["config"]["net"] == res["teacher"]["config"]["net"]
+        assert rec["teacher_calls_per_step"] == (8 if m == "direct" else 2)
+    assert res["runs"]["cd"]["config"]["hp"]["num_scales"] == 18
+    assert res["runs"]["cd_n10"]["config"]["hp"]["num_scales"] == 10
     assert len(res["samples"]["teacher"]) == 150 and res["teacher"]["w2_ratio"] > 0
-    assert direct.claims(res)[0]["verdict"] in VERDICTS
+    rows = direct.claims(res)
+    assert len(rows) == 3 and all(r["verdict"] in VERDICTS for r in rows)
+    assert "Direct@3" in rows[2]["measurement"]
 
 
 def test_continuous_study_small_regeneration() -> None:

@@ -208,9 +208,10 @@ def test_exercise_checkers_accept_the_reference_and_catch_the_usual_slips() -> N
         _, du = jvp(u, (z, r, t), (v, torch.ones_like(r), torch.ones_like(t)), mode="exact")
         return mf.meanflow_target(v, du, t, r)
 
-    assert check("9.1", lambda f, x, dx, t, sd, w: tf.consistency_tangent(f, x, dx, t, sd, w)[1], verbose=False)
+    assert check("9.1", lambda f, x, dx, t, sd, w: tf.consistency_tangent(f, x, dx, t, sd, w)[1], verbose=False,
+                 guard=False)
     assert not check("9.1", tangent_without_rearrangement, verbose=False)
-    assert check("9.2", mf.identity_target, verbose=False)
+    assert check("9.2", mf.identity_target, verbose=False, guard=False)
     assert not check("9.2", target_moving_r, verbose=False)
 
 

@@ -43,6 +43,8 @@ class Study:
     #: weights and the one-step W2/floor of iCT was 1.96 at step 2000 instead of 1.31 with 0.995 (measured).
     ema_decay: float = 0.995
     ode_steps: int = 16
+    #: ``cd`` and ``direct`` on the same N = 18 grid; ``cd_n10``: CD at the course's 2D default N = 10
+    arms: tuple[str, ...] = ("cd", "direct", "cd_n10")
     #: None: the course's cached teacher (``cmtutor.course.teacher``); an int trains a smaller one (tests)
     teacher_steps: int | None = None
 
@@ -56,12 +58,19 @@ def get_teacher(study: Study) -> Run:
     return load_or_train(cfg, f"teacher-{study.data}-{study.teacher_steps}")
 
 
-def student_config(method: str, study: Study, seed: int = 0) -> TrainConfig:
-    """``"cd"`` or ``"direct"``, at the notebook size (the student copies the teacher's network)."""
-    # Both on the same N = 18 grid (Direct CM's default), so the study compares the targets, not the grids.
-    hp = {"ode_steps": study.ode_steps} if method == "direct" else {"num_scales": 18}
+def student_config(arm: str, study: Study, seed: int = 0) -> TrainConfig:
+    """An arm of the study at the notebook size (the student copies the teacher's network): ``"cd"`` and
+    ``"direct"`` on the same N = 18 grid (Direct CM's default), so they compare the targets, not the grids;
+    ``"cd_n10"`` is CD at the course's 2D default N = 10 (docs/defaults.md#cd-on-2d)."""
+    hp = {"direct": {"ode_steps": study.ode_steps}, "cd": {"num_scales": 18}, "cd_n10": {}}[arm]
+    method = "direct" if arm == "direct" else "cd"
     return notebook_config(method, study.data, steps=study.steps, seed=seed, batch_size=study.batch_size,
                            ema_decay=study.ema_decay, hp=hp)
+
+
+def teacher_calls_per_step(arm: str, study: Study) -> int:
+    """Teacher evaluations per sample and training step: a Heun step costs two (its last level is above 0)."""
+    return 2 * study.ode_steps if arm == "direct" else 2
 
 
 class OdeErrorMeter:
@@ -78,13 +87,14 @@ class OdeErrorMeter:
         return ode_error(x, self.reference), self.evaluator.w2_ratio(run.sampler(), steps=1, seed=self.seed)
 
 
-def train_with_curves(cfg: TrainConfig, teacher: Run, meter: OdeErrorMeter, every: int
+def train_with_curves(cfg: TrainConfig, teacher: Run, meter: OdeErrorMeter, every: int, also: tuple[int, ...] = ()
                       ) -> tuple[Run, list[int], list[float], list[float]]:
+    """Train, measuring every ``every`` steps, at the steps in ``also`` and at the end."""
     run = build_run(cfg, teacher=checkpoint_dict(teacher))
     steps, err, w2 = [], [], []
     for logs in train_steps(run):
         k = logs["step"]
-        if k % every == 0 or k == cfg.steps:
+        if k % every == 0 or k == cfg.steps or k in also:
             e, q = meter(run)
             steps.append(k)
             err.append(e)
@@ -92,8 +102,15 @@ def train_with_curves(cfg: TrainConfig, teacher: Run, meter: OdeErrorMeter, ever
     return run, steps, err, w2
 
 
+def matched_steps(study: Study) -> int:
+    """Direct CM's step at which its teacher evaluations first reach those of a whole CD run."""
+    cd_calls = study.steps * teacher_calls_per_step("cd", study)
+    return -(-cd_calls // teacher_calls_per_step("direct", study))
+
+
 def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
-    """Train CD and Direct CM for every seed from the same teacher; return the JSON-ready results."""
+    """Train every arm (CD at N = 18 and N = 10, Direct CM) for every seed from the same teacher; return the
+    JSON-ready results."""
     study = study or Study()
     t0 = time.time()
     teacher = get_teacher(study)
@@ -105,10 +122,12 @@ def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
                            "runs": {}, "samples": {}}
     out["samples"]["teacher"] = np.round(meter.reference[:500], 2).tolist()
     for seed in study.seeds:
-        for method in ("cd", "direct"):
+        for method in study.arms:
+            also = (matched_steps(study),) if method == "direct" else ()
             r, steps, err, w2 = train_with_curves(student_config(method, study, seed), teacher, meter,
-                                                  study.eval_every)
+                                                  study.eval_every, also)
             rec = out["runs"].setdefault(method, {"steps": steps, "ode_error": [], "w2": [], "final_w2": [],
+                                                  "teacher_calls_per_step": teacher_calls_per_step(method, study),
                                                   "config": r.cfg.to_dict()})
             rec["ode_error"].append(err)
             rec["w2"].append(w2)
@@ -123,15 +142,34 @@ def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
     return out
 
 
+def _at(rec: dict[str, Any], key: str, step: int) -> list[float]:
+    i = rec["steps"].index(step)
+    return [curve[i] for curve in rec[key]]
+
+
 def claims(res: dict[str, Any]) -> list[dict[str, str]]:
-    """Row of notebook 06's claims table: (d) Direct CM solves the ODE better than CD, yet samples worse."""
-    cd, dr = res["runs"]["cd"], res["runs"]["direct"]
-    err_cd, err_dr = [e[-1] for e in cd["ode_error"]], [e[-1] for e in dr["ode_error"]]
-    w2_cd, w2_dr = cd["final_w2"], dr["final_w2"]
-    parts = [ordering(err_dr, err_cd), ordering(w2_cd, w2_dr)]
-    return [
-        {"claim": "(d) Direct CM solves the ODE more accurately than CD, yet its samples are worse",
-         "measurement": f"ODE error: Direct {fmt(err_dr)}, CD {fmt(err_cd)}; "
-                        f"one-step W2/floor: Direct {fmt(w2_dr)}, CD {fmt(w2_cd)}",
-         "verdict": verdict(parts), "parts": f"lower ODE error {parts[0]}, worse samples {parts[1]}"},
-    ]
+    """Rows of notebook 06's claims table: (d) Direct CM solves the ODE better than CD, yet samples worse; on the
+    same N = 18 grid and the same number of steps (the paper's comparison), against CD at the course's N = 10,
+    and at equal teacher evaluations (Direct CM stopped when it has used as many as a whole CD run)."""
+    runs = res["runs"]
+    dr = runs["direct"]
+    err_dr, w2_dr = [e[-1] for e in dr["ode_error"]], dr["final_w2"]
+    rows = []
+    arms = [("cd", "(d) Direct CM solves the ODE more accurately than CD, yet its samples are worse",
+             err_dr, w2_dr, "Direct")]
+    if "cd_n10" in runs:
+        arms.append(("cd_n10", "(d, CD at the course's N = 10) the same, against CD on its tuned grid",
+                     err_dr, w2_dr, "Direct"))
+        k = matched_steps(Study(**{**res["study"], "arms": tuple(res["study"]["arms"])}))
+        if k in dr["steps"]:
+            arms.append(("cd_n10", f"(d, equal teacher evaluations) the same, Direct CM stopped at step {k}",
+                         _at(dr, "ode_error", k), _at(dr, "w2", k), f"Direct@{k}"))
+    for arm, claim, err_d, w2_d, label in arms:
+        cd = runs[arm]
+        err_cd, w2_cd = [e[-1] for e in cd["ode_error"]], cd["final_w2"]
+        parts = [ordering(err_d, err_cd), ordering(w2_cd, w2_d)]
+        rows.append({"claim": claim,
+                     "measurement": f"ODE error: {label} {fmt(err_d)}, CD {fmt(err_cd)}; "
+                                    f"one-step W2/floor: {label} {fmt(w2_d)}, CD {fmt(w2_cd)}",
+                     "verdict": verdict(parts), "parts": f"lower ODE error {parts[0]}, worse samples {parts[1]}"})
+    return rows

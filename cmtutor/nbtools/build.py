@@ -1,9 +1,4 @@
-"""Notebook tooling: generate student notebooks from ``solutions/``, execute notebooks, check sync.
-
-    python -m cmtutor.nbtools build            # regenerate notebooks/ from solutions/, execute both in place
-    python -m cmtutor.nbtools build 03 05      # only notebooks whose names start with 03 or 05
-    python -m cmtutor.nbtools build --no-execute
-    python -m cmtutor.nbtools check            # exit 1 if notebooks/ is out of sync with solutions/
+"""Build the student notebooks from ``solutions/``, execute notebooks in place, check they are in sync.
 
 Authoring rules (``solutions/`` is the source of truth):
 
@@ -20,27 +15,19 @@ Authoring rules (``solutions/`` is the source of truth):
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from cmtutor.nbtools.cells import BEGIN, END, EXERCISE_RE, source_of
+
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
-BEGIN = "### BEGIN SOLUTION"
-END = "### END SOLUTION"
-EXERCISE_RE = re.compile(r"#\s*Exercise\s+(\d+\.\d+)\s*:\s*(.*)")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-
-
-def _source(cell: dict[str, Any]) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
 
 
 def strip_solution_code(source: str) -> str:
@@ -93,7 +80,7 @@ def normalise(nb: Any) -> Any:
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("ExecuteTime", None)
-        cell["source"] = _source(cell)
+        cell["source"] = source_of(cell)
         if cell.cell_type == "code" and wants_ignore(cell["source"]):
             tags = cell.metadata.setdefault("tags", [])
             if IGNORE_TAG not in tags:
@@ -105,7 +92,7 @@ def student_version(nb: Any) -> Any:
     """The student notebook of a solution notebook: solution blocks removed, outputs kept as they are."""
     out = copy.deepcopy(nb)
     for cell in out.cells:
-        src = _source(cell)
+        src = source_of(cell)
         if BEGIN not in src:
             continue
         if cell.cell_type == "code":
@@ -123,7 +110,7 @@ def _keep_outputs(new: Any, old: Any) -> None:
         if cell.cell_type != "code" or i >= len(old.cells):
             continue
         prev = old.cells[i]
-        if prev.cell_type == "code" and _source(prev) == _source(cell):
+        if prev.cell_type == "code" and source_of(prev) == source_of(cell):
             cell["outputs"] = prev.get("outputs", [])
             cell["execution_count"] = prev.get("execution_count")
 
@@ -184,31 +171,9 @@ def out_of_sync() -> list[str]:
     for name in sorted(expected & actual):
         want = student_version(nbformat.read(SOLUTIONS / name, as_version=4))
         have = nbformat.read(NOTEBOOKS / name, as_version=4)
-        w = [(c.cell_type, _source(c)) for c in want.cells]
-        h = [(c.cell_type, _source(c)) for c in have.cells]
+        w = [(c.cell_type, source_of(c)) for c in want.cells]
+        h = [(c.cell_type, source_of(c)) for c in have.cells]
         if w != h:
             idx = next((i for i, (a, b) in enumerate(zip(w, h)) if a != b), min(len(w), len(h)))
             problems.append(f"{name}: cell {idx} differs from the generated student version")
     return problems
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cmtutor.nbtools", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="regenerate student notebooks and execute notebooks in place")
-    b.add_argument("names", nargs="*", help="notebook name prefixes, e.g. 01 03 (default: all)")
-    b.add_argument("--no-execute", action="store_true")
-    sub.add_parser("check", help="exit 1 if notebooks/ is out of sync with solutions/")
-    args = parser.parse_args(argv)
-    if args.cmd == "build":
-        build(args.names, run=not args.no_execute)
-        return 0
-    problems = out_of_sync()
-    for p in problems:
-        print(p, file=sys.stderr)
-    print("notebooks/ is in sync with solutions/" if not problems else f"{len(problems)} problem(s)")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
