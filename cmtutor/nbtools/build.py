@@ -122,12 +122,17 @@ def _select(names: list[str]) -> list[Path]:
     return paths
 
 
+def kernels_see_this_checkout() -> None:
+    """Put this checkout first on the PYTHONPATH that kernels started from here inherit."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def execute(path: Path, timeout: int = 1200) -> float:
     """Execute a notebook in place (cwd = its folder, this environment's kernel); returns seconds."""
     import nbformat
     from nbclient import NotebookClient
 
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    kernels_see_this_checkout()
     nb = nbformat.read(path, as_version=4)
     t0 = time.time()
     # Widget state is not stored: explorers are live only with a running kernel, and the static figure

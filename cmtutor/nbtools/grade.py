@@ -13,14 +13,13 @@ that runs past it is interrupted and its exercise scores 0 (``timeout``). docs/i
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cmtutor.errors import UserError
 from cmtutor.exercises import exercise, grade
-from cmtutor.nbtools.build import ROOT, SOLUTIONS
+from cmtutor.nbtools.build import SOLUTIONS, kernels_see_this_checkout
 from cmtutor.nbtools.cells import EXERCISE_RE, ExerciseCell, exercise_cells, source_of
 
 #: Marks the verdict line a grading cell prints, so a student's own prints cannot be mistaken for it.
@@ -119,7 +118,7 @@ def grade_notebook(path: Path, timeout: int = 120) -> NotebookGrade:
             "from cmtutor.nbtools.grade import verdict_line\n"
             f"print(verdict_line({e.id!r}, globals().get({e.function!r})))"))
         slots[e.id] = (code, check)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    kernels_see_this_checkout()
     client = NotebookClient(run, timeout=timeout, kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=True, store_widget_state=False,
                             error_on_timeout={"ename": "Timeout", "evalue": f"ran past {timeout} s",
