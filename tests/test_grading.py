@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from cmtutor.exercises import STATUSES
 from cmtutor.nbtools import NOTEBOOKS, ROOT, SOLUTIONS, exercise_cells
 from cmtutor.nbtools.__main__ import main
 
@@ -61,6 +62,8 @@ def test_grade_student_solution_and_broken_submissions(tmp_path: Path) -> None:
     assert (solution["total"], solution["max"]) == (3, 3)
     assert [e["status"] for e in alice["exercises"]] == ["missing", "correct"] and alice["total"] == 2
 
+    every = [e["status"] for g in (student, solution, alice, bob) for e in g["exercises"]]
+    assert set(every) <= set(STATUSES)
     statuses = {e["id"]: e for e in bob["exercises"]}
     assert statuses["3.1"]["status"] == "error" and "SyntaxError" in statuses["3.1"]["message"]
     assert statuses["3.2"]["status"] == "wrong"

@@ -32,6 +32,18 @@ class ExerciseCell:
     title: str
 
 
+def exercise_sources(nb: Any) -> dict[str, str]:
+    """Each exercise id of a notebook and the source of the first code cell that names it (no check cell needed:
+    a submission may have lost it)."""
+    found: dict[str, str] = {}
+    for cell in nb["cells"]:
+        src = source_of(cell)
+        m = EXERCISE_RE.search(src.split("\n")[0]) if cell["cell_type"] == "code" else None
+        if m and m.group(1) not in found:
+            found[m.group(1)] = src
+    return found
+
+
 def exercise_cells(nb: Any) -> list[ExerciseCell]:
     """The exercises of a notebook in order; an exercise with no ``check("N.M", f)`` cell after it is an error."""
     out = []

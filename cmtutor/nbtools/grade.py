@@ -20,7 +20,7 @@ from typing import Any
 from cmtutor.errors import UserError
 from cmtutor.exercises import exercise, grade
 from cmtutor.nbtools.build import SOLUTIONS, kernels_see_this_checkout
-from cmtutor.nbtools.cells import EXERCISE_RE, ExerciseCell, exercise_cells, source_of
+from cmtutor.nbtools.cells import ExerciseCell, exercise_cells, exercise_sources
 
 #: Marks the verdict line a grading cell prints, so a student's own prints cannot be mistaken for it.
 MARK = "CMTUTOR-VERDICT "
@@ -59,7 +59,7 @@ def solution_for(path: Path, nb: Any) -> Path:
     by_name = sorted(SOLUTIONS.glob(f"{prefix}*.ipynb")) if prefix[:2].isdigit() and prefix[2] == "_" else []
     if by_name:
         return by_name[0]
-    ids = {m.group(1) for c in nb.get("cells", []) if (m := EXERCISE_RE.search(source_of(c).split("\n")[0]))}
+    ids = set(exercise_sources(nb))
     for sol in sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb")):
         if ids and ids == {e.id for e in _solution_exercises(sol)}:
             return sol
@@ -101,11 +101,7 @@ def grade_notebook(path: Path, timeout: int = 120) -> NotebookGrade:
         raise UserError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
     wanted = _solution_exercises(solution_for(path, nb))
     result = NotebookGrade(str(path), max=sum(exercise(e.id).points for e in wanted))
-    theirs: dict[str, str] = {}
-    for cell in nb.cells:
-        m = EXERCISE_RE.search(source_of(cell).split("\n")[0]) if cell.cell_type == "code" else None
-        if m and m.group(1) not in theirs:
-            theirs[m.group(1)] = source_of(cell)
+    theirs = exercise_sources(nb)
     run = nbformat.v4.new_notebook()
     slots: dict[str, tuple[int | None, int]] = {}
     for e in wanted:

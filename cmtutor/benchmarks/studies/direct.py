@@ -119,7 +119,7 @@ def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"study": asdict(study), "hardware": hardware(), "floor": evaluator.floor,
                            "teacher": {"config": teacher.cfg.to_dict(), "ode_steps": DEFAULT_ODE_STEPS,
                                        "w2_ratio": final.w2_ratio(teacher.sampler(), steps=DEFAULT_ODE_STEPS)},
-                           "runs": {}, "samples": {}}
+                           "runs": {}, "samples": {}, "matched_steps": matched_steps(study)}
     out["samples"]["teacher"] = np.round(meter.reference[:500], 2).tolist()
     for seed in study.seeds:
         for method in study.arms:
@@ -160,7 +160,7 @@ def claims(res: dict[str, Any]) -> list[dict[str, str]]:
     if "cd_n10" in runs:
         arms.append(("cd_n10", "(d, CD at the course's N = 10) the same, against CD on its tuned grid",
                      err_dr, w2_dr, "Direct"))
-        k = matched_steps(Study(**{**res["study"], "arms": tuple(res["study"]["arms"])}))
+        k = res["matched_steps"]
         if k in dr["steps"]:
             arms.append(("cd_n10", f"(d, equal teacher evaluations) the same, Direct CM stopped at step {k}",
                          _at(dr, "ode_error", k), _at(dr, "w2", k), f"Direct@{k}"))
