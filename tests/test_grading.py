@@ -48,7 +48,7 @@ def test_grade_student_solution_and_broken_submissions(tmp_path: Path) -> None:
         "3.1": "def ict_num_scales(k, total_steps, s0=10, s1=1280:\n    return s0\n",  # a syntax error
         "3.2": "import torch\n\ndef lognormal_pair_probs(sigmas, p_mean=-1.1, p_std=2.0):\n"
                "    return torch.full((len(sigmas) - 1,), 1.0 / (len(sigmas) - 1))\n",  # uniform: wrong
-        "3.3": "def pseudo_huber(a, b, c):\n    while True:\n        pass\n",  # never returns
+        "3.3": "def ict_loss(model, target_net, x, z, sigma_lo, sigma_hi, c):\n    while True:\n        pass\n",
     })
     proc = _grade(str(NOTEBOOKS / CD), str(SOLUTIONS / CD), str(missing_21), str(broken_03), "--json",
                   "--timeout", "8")
@@ -57,10 +57,10 @@ def test_grade_student_solution_and_broken_submissions(tmp_path: Path) -> None:
     assert set(student) == {"notebook", "total", "max", "exercises"}
     assert set(student["exercises"][0]) >= {"id", "points", "max", "status"}
 
-    assert (student["total"], student["max"]) == (0, 3)
+    assert (student["total"], student["max"]) == (0, 4)  # 2.1 (the CD loss) is worth 3 points, 2.2 one
     assert [e["status"] for e in student["exercises"]] == ["not done", "not done"]
-    assert (solution["total"], solution["max"]) == (3, 3)
-    assert [e["status"] for e in alice["exercises"]] == ["missing", "correct"] and alice["total"] == 2
+    assert (solution["total"], solution["max"]) == (4, 4)
+    assert [e["status"] for e in alice["exercises"]] == ["missing", "correct"] and alice["total"] == 1
 
     every = [e["status"] for g in (student, solution, alice, bob) for e in g["exercises"]]
     assert set(every) <= set(STATUSES)
@@ -68,14 +68,14 @@ def test_grade_student_solution_and_broken_submissions(tmp_path: Path) -> None:
     assert statuses["3.1"]["status"] == "error" and "SyntaxError" in statuses["3.1"]["message"]
     assert statuses["3.2"]["status"] == "wrong"
     assert statuses["3.3"]["status"] == "timeout"
-    assert bob["total"] == 0 and bob["max"] == 3
+    assert bob["total"] == 0 and bob["max"] == 5
 
 
 def test_grade_prints_a_table_and_refuses_what_is_not_a_course_notebook(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["grade", str(NOTEBOOKS / CD)]) == 0
     out = capsys.readouterr().out
-    assert "2.2" in out and "0/2" in out and "total" in out and "0/3" in out
+    assert "2.1" in out and "0/3" in out and "total" in out and "0/4" in out
     bad = tmp_path / "02_consistency_models.ipynb"
     bad.write_text("{not json")
     other = tmp_path / "notes.ipynb"

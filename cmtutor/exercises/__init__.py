@@ -25,7 +25,11 @@ import torch
 from torch import Tensor, nn
 
 import cmtutor.exercises as pkg
+from cmtutor.config.run import TrainConfig
+from cmtutor.course.cache import load_or_train
 from cmtutor.exercises._judge import STATUSES, Exercise, Inputs, Mistake, Verdict, judge
+from cmtutor.training.custom_loss import train_with_loss
+from cmtutor.training.run import Run
 
 #: The seed of the notebook's cases; the grader draws its own from :data:`GRADE_SEED` and adds hidden ones.
 CHECK_SEED = 1234
@@ -63,6 +67,35 @@ def check(exercise_id: str, fn: Callable[..., Any], verbose: bool = True, guard:
     if verbose:
         print(verdict.message)
     return verdict.ok
+
+
+def use(exercise_id: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` if it passes the checker of ``exercise_id``, else the library's reference (with a line saying so).
+
+    The notebooks compute their results with the student's function once it is right, and keep running on
+    the reference while it is not.
+    """
+    if check(exercise_id, fn, verbose=False):
+        print(f"Exercise {exercise_id} is correct: the cells below use your {getattr(fn, '__name__', 'function')}")
+        return fn
+    print(f"Exercise {exercise_id} is not done yet: the cells below use cmtutor's reference instead")
+    return exercise(exercise_id).reference
+
+
+def train_your_loss(exercise_id: str, loss_fn: Callable[..., Tensor], cfg: TrainConfig, name: str,
+                    teacher: Run | None = None, **extra: Any) -> tuple[Run, bool]:
+    """(run, yours): ``cfg`` trained with the student's ``loss_fn`` once exercise ``exercise_id`` is correct
+    (:func:`cmtutor.training.custom_loss.train_with_loss`), else the library's run of ``cfg`` from the cache.
+
+    The library's run computes the same loss as the exercise's reference (tests/course/test_student.py), so the
+    fallback is what a correct answer trains, up to rounding. ``extra`` goes to ``loss_fn`` (iCT's c).
+    """
+    if check(exercise_id, loss_fn, verbose=False):
+        print(f"Exercise {exercise_id} is correct: training {cfg.method} with your loss function")
+        return train_with_loss(loss_fn, cfg, teacher, **extra), True
+    print(f"Exercise {exercise_id} is not done yet: loading cmtutor's own {cfg.method} run of the same "
+          "configuration instead")
+    return load_or_train(cfg, name, teacher=teacher), False
 
 
 def grade(exercise_id: str, fn: Callable[..., Any]) -> Verdict:
@@ -115,4 +148,4 @@ def sigmas_for_tests(gen: torch.Generator, n: int) -> Tensor:
 
 
 __all__ = ["CHECK_SEED", "EXERCISES", "GRADE_SEED", "STATUSES", "Exercise", "Inputs", "Mistake", "ToyConsistency",
-           "ToyDenoiser", "Verdict", "check", "exercise", "grade", "register", "sigmas_for_tests"]
+           "ToyDenoiser", "Verdict", "check", "exercise", "grade", "register", "sigmas_for_tests", "train_your_loss", "use"]

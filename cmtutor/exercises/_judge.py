@@ -40,6 +40,9 @@ class Exercise:
     which parameterised inputs receive gradients, so a target built without its stop-gradient fails.
     ``guards`` are library functions an answer may not call (by default the reference, when it is a named
     function): calling them is reported, not credited. ``points`` is what the exercise is worth.
+    ``grad_hint`` is added when the gradients differ (say which stop-gradient is missing); ``random_hint``,
+    when set, makes the judge call the answer twice on the same inputs and reject one whose value changes
+    (an answer that draws its own noise where it should use the noise it is given).
     """
 
     id: str
@@ -53,6 +56,8 @@ class Exercise:
     grad_check: bool = False
     mistakes: tuple[Mistake, ...] = ()
     guards: tuple[Callable[..., Any], ...] | None = None
+    grad_hint: str | None = None
+    random_hint: str | None = None
 
     def guarded(self) -> tuple[Callable[..., Any], ...]:
         if self.guards is not None:
@@ -215,12 +220,26 @@ def judge(ex: Exercise, fn: Callable[..., Any], cases: Iterable[Case], guard: bo
             return Verdict(ex.id, "calls the library", f"Exercise {ex.id}: your function calls cmtutor's own "
                            f"{', '.join(called)}; write it yourself (the reference is what it is checked against)")
         diff = close(want, got, ex.rtol, ex.atol)
+        if ex.random_hint is not None and _changes(fn, case, got, ex):
+            diff = f"the value changes from one call to the next with the same inputs. Hint: {ex.random_hint}"
+            return Verdict(ex.id, "wrong", f"Exercise {ex.id}: not yet right for ({describe(args, kwargs)}): {diff}")
         if diff is None and ex.grad_check:
             diff = _grad_problem(want_grads, got_grads, args)
+            if diff and ex.grad_hint and "differs" in diff:
+                diff = f"{diff}. Hint: {ex.grad_hint}"
         if diff:
             return Verdict(ex.id, "wrong", f"Exercise {ex.id}: not yet right for ({describe(args, kwargs)}): "
                            f"{diff}{_hint(ex, case, got)}")
     return Verdict(ex.id, "correct", f"Exercise {ex.id}: correct")
+
+
+def _changes(fn: Callable[..., Any], case: Case, got: Any, ex: Exercise) -> bool:
+    """True if a second call of ``fn`` on the same case gives another value (it draws its own randomness)."""
+    try:
+        again, _ = _call(fn, case, False)
+    except Exception:  # a second call that fails is judged by the first call's value
+        return False
+    return close(got, again, ex.rtol, ex.atol) is not None
 
 
 def _hint(ex: Exercise, case: Case, got: Any) -> str:

@@ -18,7 +18,15 @@ from matplotlib.axes import Axes
 from cmtutor.core.metrics import ode_error
 from cmtutor.core.solvers import sampling_sigmas, solve_ode
 from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, square_limits
-from cmtutor.explorers.base import Explorer, as_sampler, dropdown, fmt, reference_data, selection, style
+from cmtutor.explorers.base import (
+    Explorer,
+    as_sampler,
+    dropdown,
+    fmt,
+    reference_data,
+    selection,
+    style,
+)
 from cmtutor.sampler import unit_noise
 
 SOLVERS = ("heun", "euler")
@@ -112,7 +120,7 @@ def ode_paths(teacher: Any, data: Any | None = None, n: int = 256, steps: Sequen
         for c, s in zip((COLORS[2], COLORS[3]), SOLVERS):
             ax.loglog(steps, [errors[s, kk] for kk in steps], marker="o", ms=3, color=c, label=s)
         ax.scatter([k], [errors[solver, k]], s=80, facecolors="none", edgecolors="k", zorder=3)
-        style(ax, "error vs number of steps", "steps k (evaluations: Euler k, Heun 2k−1)", "ODE error vs reference")
+        style(ax, "error vs number of steps", "steps k (evaluations: Euler k, Heun 2k)", "ODE error vs reference")
         return f"{solver}, {k} steps, point {i}, σ = {fmt(sigma)}"
 
     statics = [{"σ": sigma_levels[12], "solver": "euler", "steps": _near(steps, 2)},

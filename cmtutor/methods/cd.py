@@ -17,9 +17,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cmtutor.core.losses import Distance, squared_l2
 from cmtutor.core.schedules import karras_sigmas
 from cmtutor.core.solvers import Solver, ode_step
-from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, Nets
+from cmtutor.methods.base import (
+    ConsistencyHparams,
+    ConsistencyMethod,
+    Draw,
+    Nets,
+    expand,
+)
 
 
 def cd_target(teacher: nn.Module, target_net: nn.Module, x_hi: Tensor, sigma_hi: Tensor, sigma_lo: Tensor,
@@ -28,6 +35,19 @@ def cd_target(teacher: nn.Module, target_net: nn.Module, x_hi: Tensor, sigma_hi:
     with torch.no_grad():
         x_lo = ode_step(teacher, x_hi, sigma_hi, sigma_lo, solver)
         return target_net(x_lo, sigma_lo)
+
+
+def cd_loss(model: nn.Module, teacher: nn.Module, x: Tensor, z: Tensor, sigma_lo: Tensor, sigma_hi: Tensor,
+            distance: Distance = squared_l2, solver: Solver = "heun") -> Tensor:
+    """CD's loss for given draws, θ⁻ = sg(θ) and λ = 1 (Song et al. 2023, Eq. 7; the course's 2D setting).
+
+    The mean over the batch of d(f_θ(x + σ_hi·z, σ_hi), sg f_θ(x̂_lo, σ_lo)), x̂_lo one teacher step from
+    x + σ_hi·z down to σ_lo. :class:`ConsistencyDistillation` computes the same through the shared consistency
+    step (which also keeps a dropout mask for both passes); notebook 02's exercise has the student write this.
+    """
+    x_hi = x + expand(sigma_hi, x) * z
+    target = cd_target(teacher, model, x_hi, sigma_hi, sigma_lo, solver)
+    return distance(model(x_hi, sigma_hi), target).mean()
 
 
 @dataclass(frozen=True)

@@ -31,16 +31,30 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from cmtutor.core.losses import DistanceName, pseudo_huber
 from cmtutor.core.schedules import ct_num_scales, ict_num_scales, karras_sigmas, lognormal_pair_probs
-from cmtutor.core.losses import DistanceName
-from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw
+from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, expand
 
 CT_PRESET: dict[str, Any] = {"curriculum": "adaptive", "s0": 2, "s1": 150, "mu0": 0.9, "pairs": "uniform",
                              "distance": "l2", "weighting": "uniform", "target": "ema"}
 ICT_PRESET: dict[str, Any] = {"curriculum": "doubling", "s0": 10, "s1": 1280, "mu0": 0.9, "pairs": "lognormal",
                               "distance": "pseudo_huber", "weighting": "inv_delta", "target": "online"}
+
+
+def ict_loss(model: nn.Module, target_net: nn.Module, x: Tensor, z: Tensor, sigma_lo: Tensor, sigma_hi: Tensor,
+             c: float) -> Tensor:
+    """iCT's loss for given draws (Song & Dhariwal 2023, Eq. 9 with λ = 1/(σ_hi − σ_lo)).
+
+    The mean over the batch of λ·d(f_θ(x + σ_hi·z, σ_hi), sg f_θ⁻(x + σ_lo·z, σ_lo)), d the pseudo-Huber
+    distance with constant c, the *same* z at both levels. :class:`ConsistencyTraining` with iCT's switches
+    computes the same through the shared consistency step; notebook 03's exercise has the student write this.
+    """
+    with torch.no_grad():
+        target = target_net(x + expand(sigma_lo, x) * z, sigma_lo)
+    weight = 1.0 / (sigma_hi - sigma_lo)
+    return (weight * pseudo_huber(model(x + expand(sigma_hi, x) * z, sigma_hi), target, c)).mean()
 
 
 @dataclass(frozen=True)

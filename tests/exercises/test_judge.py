@@ -9,10 +9,11 @@ import io
 import pytest
 import torch
 
-from cmtutor.core.precond import cm_scalings
 from cmtutor.core.schedules import karras_sigmas
-from cmtutor.core.solvers import ode_step
-from cmtutor.exercises import CHECK_SEED, EXERCISES, check, exercise, grade
+from cmtutor.core.solvers import consistency_sample, ode_step
+from cmtutor.exercises import CHECK_SEED, EXERCISES, check, exercise, grade, use
+from cmtutor.methods.base import expand
+from cmtutor.methods.cd import cd_loss
 
 
 def _said(exercise_id: str, fn) -> str:  # type: ignore[no-untyped-def]
@@ -32,12 +33,23 @@ def test_every_reference_passes_its_own_checks_and_is_caught_calling_the_library
     assert len(EXERCISES) >= 20
 
 
-def test_a_target_built_with_gradients_fails_with_a_message_saying_so() -> None:
-    def cd_target_without_sg(teacher, target_net, x_hi, sigma_hi, sigma_lo):  # type: ignore[no-untyped-def]
-        return target_net(ode_step(teacher, x_hi, sigma_hi, sigma_lo, "heun"), sigma_lo)
+def _cd_loss(sg_target: bool = True, fresh: bool = False):  # type: ignore[no-untyped-def]
+    """A student's CD loss, optionally with one of the classic mistakes."""
+    def loss(model, teacher, x, z, lo, hi):  # type: ignore[no-untyped-def]
+        x_hi = x + expand(hi, x) * z
+        with torch.set_grad_enabled(not sg_target):
+            x_lo = ode_step(teacher, x_hi + (0.01 * torch.randn_like(x) if fresh else 0), hi, lo, "heun")
+            target = model(x_lo, lo)
+        return (model(x_hi, hi) - target).flatten(1).pow(2).mean(1).mean()
+    return loss
 
-    msg = _said("2.2", cd_target_without_sg)
-    assert "gradient flows into" in msg and "torch.no_grad()" in msg
+
+def test_a_target_built_with_gradients_fails_with_a_message_saying_so() -> None:
+    assert _said("2.1", _cd_loss()) == "Exercise 2.1: correct"
+    assert grade("2.1", _cd_loss()).ok  # also on the grader's image-shaped inputs
+    msg = _said("2.1", _cd_loss(sg_target=False))
+    assert "gradient with respect to ToyConsistency" in msg and "torch.no_grad()" in msg
+    assert "draw new noise" in _said("2.1", _cd_loss(fresh=True))
 
     def tcm_target_frozen_with_gradients(f, f1, x, r, t_prime):  # type: ignore[no-untyped-def]
         with torch.no_grad():
@@ -53,10 +65,30 @@ def test_a_target_built_with_gradients_fails_with_a_message_saying_so() -> None:
     assert _said("5.1", tcm_target) == "Exercise 5.1: correct"
 
 
+def _ict_loss(target_from_model: bool = False, fresh: bool = False):  # type: ignore[no-untyped-def]
+    def loss(model, target_net, x, z, lo, hi, c):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            z_lo = torch.randn_like(z) if fresh else z
+            target = (model if target_from_model else target_net)(x + expand(lo, x) * z_lo, lo)
+        d = ((model(x + expand(hi, x) * z, hi) - target).flatten(1).pow(2).sum(1) + c * c).sqrt() - c
+        return (d / (hi - lo)).mean()
+    return loss
+
+
+def _sample_renoising_to_tau(f, z, sigmas, gen):  # type: ignore[no-untyped-def]
+    x = f(z * sigmas[0], sigmas[0])
+    for tau in sigmas[1:]:
+        x = f(x + tau * torch.randn(z.shape, generator=gen, dtype=z.dtype), tau)
+    return x
+
+
 @pytest.mark.parametrize("ex_id, answer, hint", [
-    ("2.1", lambda s, sd, smin: (sd**2 / ((s - smin) ** 2 + sd**2), (s - smin) * sd / (s**2 + sd**2).sqrt(),
-                                 1 / (s**2 + sd**2)), "square root"),
-    ("2.2", lambda t, f, x, sh, sl: f(ode_step(t, x, sh, sl, "heun"), sh).detach(), "smaller level"),
+    ("2.1", lambda f, t, x, z, lo, hi: (f(x + expand(hi, x) * z, hi)
+                                        - f(ode_step(t, x + expand(hi, x) * z, hi, lo, "heun"), hi).detach()
+                                        ).pow(2).mean(1).mean(), "smaller level"),
+    ("2.2", lambda f, z, sigmas, smin, gen: _sample_renoising_to_tau(f, z, sigmas, gen), "√(τ² − σ_min²)"),
+    ("3.3", _ict_loss(target_from_model=True), "target_net"),
+    ("3.3", _ict_loss(fresh=True), "fresh noise at the second level"),
     ("1.2", lambda d, x, s, sn: x + (sn - s) * (x - d(x, s)) / s, "Euler step"),
 ])
 def test_classic_mistakes_get_a_targeted_hint(ex_id: str, answer, hint: str) -> None:  # type: ignore[no-untyped-def]
@@ -65,8 +97,9 @@ def test_classic_mistakes_get_a_targeted_hint(ex_id: str, answer, hint: str) -> 
 
 
 def test_an_answer_that_calls_the_library_is_reported_also_through_an_alias_or_a_builtin() -> None:
-    alias = cm_scalings
-    assert "calls cmtutor's own cm_scalings" in _said("2.1", lambda s, sd, smin: alias(s, sd, smin))
+    alias = consistency_sample
+    assert "calls cmtutor's own consistency_sample" in _said("2.2", lambda *a: alias(*a))
+    assert "calls cmtutor's own cd_loss" in _said("2.1", lambda *a: cd_loss(*a))
     sdpa = torch.nn.functional.scaled_dot_product_attention
     assert "scaled_dot_product_attention" in _said("7.1", lambda q, k, v: sdpa(q, k, v))
 
@@ -94,5 +127,13 @@ def test_unfinished_and_crashing_answers() -> None:
         raise NotImplementedError("Exercise 3.3: the pseudo-Huber distance")
 
     assert grade("3.3", unfinished).status == "not done"
-    v = grade("3.3", lambda a, b, c: a.nonexistent)
+    v = grade("3.3", lambda *a: a[0].nonexistent)
     assert v.status == "error" and "AttributeError" in v.message
+
+
+def test_use_gives_the_students_function_once_it_is_right_and_the_reference_before() -> None:
+    right, wrong = _cd_loss(), _cd_loss(sg_target=False)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert use("2.1", right) is right
+        assert use("2.1", wrong) is cd_loss
+    assert "use your loss" in out.getvalue() and "not done yet" in out.getvalue()
