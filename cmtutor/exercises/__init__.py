@@ -28,7 +28,7 @@ import cmtutor.exercises as pkg
 from cmtutor.config.run import TrainConfig
 from cmtutor.course.cache import load_or_train
 from cmtutor.exercises._judge import STATUSES, Exercise, Inputs, Mistake, Verdict, judge
-from cmtutor.training.custom_loss import train_with_loss
+from cmtutor.training.custom_loss import train_with_hook, train_with_loss
 from cmtutor.training.run import Run
 
 #: The seed of the notebook's cases; the grader draws its own from :data:`GRADE_SEED` and adds hidden ones.
@@ -98,6 +98,19 @@ def train_your_loss(exercise_id: str, loss_fn: Callable[..., Tensor], cfg: Train
     return load_or_train(cfg, name, teacher=teacher), False
 
 
+def train_your_hook(exercise_id: str, fn: Callable[..., Tensor], cfg: TrainConfig, name: str, hook: str,
+                    teacher: Run | None = None) -> tuple[Run, bool]:
+    """(run, yours): ``cfg`` trained with the method's ``hook`` replaced by the student's ``fn`` once exercise
+    ``exercise_id`` is correct (:func:`cmtutor.training.custom_loss.train_with_hook`), else the library's
+    cached run of ``cfg``."""
+    if check(exercise_id, fn, verbose=False):
+        print(f"Exercise {exercise_id} is correct: training {cfg.method} with your {getattr(fn, '__name__', hook)}")
+        return train_with_hook(fn, cfg, hook, teacher), True
+    print(f"Exercise {exercise_id} is not done yet: loading cmtutor's own {cfg.method} run of the same "
+          "configuration instead")
+    return load_or_train(cfg, name, teacher=teacher), False
+
+
 def grade(exercise_id: str, fn: Callable[..., Any]) -> Verdict:
     """The grader's verdict: the notebook's checks on inputs drawn from another seed, plus the hidden cases."""
     ex = exercise(exercise_id)
@@ -148,4 +161,4 @@ def sigmas_for_tests(gen: torch.Generator, n: int) -> Tensor:
 
 
 __all__ = ["CHECK_SEED", "EXERCISES", "GRADE_SEED", "STATUSES", "Exercise", "Inputs", "Mistake", "ToyConsistency",
-           "ToyDenoiser", "Verdict", "check", "exercise", "grade", "register", "sigmas_for_tests", "train_your_loss", "use"]
+           "ToyDenoiser", "Verdict", "check", "exercise", "grade", "register", "sigmas_for_tests", "train_your_hook", "train_your_loss", "use"]

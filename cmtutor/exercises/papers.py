@@ -13,7 +13,7 @@ from cmtutor.exercises import Exercise, Mistake, ToyConsistency, ToyDenoiser, re
 from cmtutor.exercises import sigmas_for_tests as _sigmas
 from cmtutor.methods.coupling import gc_endpoint, gc_mix, ot_couple, ot_permutation
 from cmtutor.methods.direct import direct_target
-from cmtutor.methods.tcm import TruncatedConsistency, boundary_weights
+from cmtutor.methods.tcm import TruncatedConsistency, boundary_weights, tcm_target
 
 
 class ToyStageOne(ToyConsistency):
@@ -74,12 +74,6 @@ def one_step_ode_error(f: nn.Module, teacher: nn.Module, z: Tensor, sigma_min: f
     return ((x - ref) ** 2).flatten(1).mean(1).mean()
 
 
-def tcm_target(f: nn.Module, f1: nn.Module, x: Tensor, r: Tensor, t_prime: float) -> Tensor:
-    """Reference of 5.1: the TCM target sg f(x_r, r), the student above t', the frozen stage 1 below."""
-    with torch.no_grad():
-        return TruncatedConsistency(f, f1, t_prime)(x, r)
-
-
 def _register() -> None:
     register(Exercise("4.1", "the minibatch optimal-transport coupling", ot_couple, _ex_4_1,
                       guards=(ot_couple, ot_permutation),
@@ -92,7 +86,7 @@ def _register() -> None:
                                         "μ is the share of generated endpoints: take x̂ where u < μ"),)))
     register(Exercise("5.1", "the TCM target network (student above t', frozen stage 1 below)",
                       tcm_target, _ex_5_1, points=2,
-                      grad_check=True, guards=(TruncatedConsistency,)))
+                      grad_check=True, guards=(tcm_target, TruncatedConsistency)))
     register(Exercise("5.2", "the TCM loss weights with the boundary term", boundary_weights, _ex_5_2))
     register(Exercise("6.1", "the Direct CM target: the teacher's full ODE solve",
                       lambda d, x, s, smin, k: direct_target(d, x, s, smin, k, "heun"), _ex_6_1, points=2,

@@ -169,7 +169,12 @@ class GeneratorInducedCoupling(ImprovedConsistencyTraining):
         was_training = gen.training
         gen.eval()
         try:
-            x_hat = gc_endpoint(gen, x, z, s_lo)
+            return self.mixed_endpoint(gen, x, z, s_lo, mu, u), z
         finally:
             gen.train(was_training)
-        return gc_mix(x, x_hat, mu, u), z
+
+    def mixed_endpoint(self, generator: nn.Module, x: Tensor, z: Tensor, sigma: Tensor, mu: float,
+                       u: Tensor) -> Tensor:
+        """x̂ = f(x + σ·z, σ) where u < μ, the real x elsewhere (Issenhuth et al., Alg. 1): the hook notebook
+        04's Exercise 4.2 writes (:func:`cmtutor.training.custom_loss.train_with_hook`)."""
+        return gc_mix(x, gc_endpoint(generator, x, z, sigma), mu, u)

@@ -78,5 +78,8 @@ class DirectConsistencyModel(ConsistencyDistillation):
     # -- axis 3: the teacher's PF-ODE solved from x_hi all the way to σ_min -----------------------------
     def target(self, nets: Nets, x0: Tensor, z: Tensor, d: Draw, x_hi: Tensor) -> Tensor:
         assert nets.teacher is not None, "Direct CM needs a diffusion teacher"
-        return direct_target(nets.teacher, x_hi, d.s_hi, self.noise.sigma_min, self.hp.ode_steps,
-                             self.hp.solver, self.noise.rho)
+        return self.solve(nets.teacher, x_hi, d.s_hi, self.noise.sigma_min, self.hp.ode_steps)
+
+    def solve(self, teacher: nn.Module, x_t: Tensor, sigma_t: Tensor, sigma_min: float, steps: int) -> Tensor:
+        """The hook notebook 06's Exercise 6.1 writes: :func:`direct_target` with this run's solver and ρ."""
+        return direct_target(teacher, x_t, sigma_t, sigma_min, steps, self.hp.solver, self.noise.rho)

@@ -72,6 +72,13 @@ class TruncatedConsistency(nn.Module):
         return torch.where(expand(upper, x), self.student(x, s), low)
 
 
+def tcm_target(student: nn.Module, stage1: nn.Module, x: Tensor, r: Tensor, t_prime: float) -> Tensor:
+    """The TCM target sg f(x_r, r) with the piecewise f of Lee et al. (Eq. 5): the student where r ≥ t', the
+    frozen stage-1 model below, without gradients."""
+    with torch.no_grad():
+        return TruncatedConsistency(student, stage1, t_prime)(x, r)
+
+
 def truncated_student_t_log_times(u: Tensor, t_prime: float, t_max: float, scale: float = 0.2,
                                   df: float = 0.01) -> Tensor:
     """log t from uniforms u ∈ [0, 1) by inverse CDF: Student-t(loc log t', ``scale``, ``df``) on [log t', log T].
@@ -183,6 +190,18 @@ class TruncatedConsistencyModel(ConsistencyMethod):
             return nets.model
         assert nets.teacher is not None, "TCM needs the frozen stage-1 model (--teacher)"
         return TruncatedConsistency(nets.model, nets.teacher, self.t_prime)
+
+    def target(self, nets: Nets, x0: Tensor, z: Tensor, d: Draw, x_hi: Tensor) -> Tensor:
+        """f at the smaller time r, the same z: the piecewise network (:meth:`truncated_target`), run under no_grad."""
+        if self.hp.anchor == "none":
+            return super().target(nets, x0, z, d, x_hi)
+        assert nets.teacher is not None, "TCM needs the frozen stage-1 model (--teacher)"
+        return self.truncated_target(nets.model, nets.teacher, x0 + expand(d.s_lo, x0) * z, d.s_lo, self.t_prime)
+
+    def truncated_target(self, student: nn.Module, stage1: nn.Module, x: Tensor, r: Tensor,
+                         t_prime: float) -> Tensor:
+        """The hook notebook 05's Exercise 5.1 writes: :func:`tcm_target`."""
+        return tcm_target(student, stage1, x, r, t_prime)
 
     # -- axis 1: t on [t', T], r one Karras level below, a share of the batch at t = t' -----------------
     def times(self, batch: int, device: torch.device, step: int) -> tuple[Tensor, Tensor, Tensor]:

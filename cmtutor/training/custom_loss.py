@@ -61,7 +61,26 @@ def train_with_loss(loss_fn: LossFn, cfg: TrainConfig, teacher: Run | None = Non
     if not isinstance(run.method, ConsistencyMethod):
         raise ValueError(f"{cfg.method} is not a consistency method; its loss has no (σ_lo, σ_hi) pair")
     run.method = LossHook(run.method, loss_fn, extra)
+    return _train(run)
+
+
+def _train(run: Run) -> Run:
     for logs in train_steps(run):
-        if logs["step"] % cfg.log_every == 0 or logs["step"] == cfg.steps:
+        if logs["step"] % run.cfg.log_every == 0 or logs["step"] == run.cfg.steps:
             run.history.append(to_floats(logs))
     return run
+
+
+#: The hooks a notebook exercise may replace, by method: each is a method attribute called with the
+#: exercise's signature (see the methods' docstrings).
+HOOKS: dict[str, tuple[str, ...]] = {"gc": ("mixed_endpoint",), "tcm": ("truncated_target",), "direct": ("solve",)}
+
+
+def train_with_hook(fn: Callable[..., Tensor], cfg: TrainConfig, hook: str, teacher: Run | None = None) -> Run:
+    """Train ``cfg`` with the method's ``hook`` replaced by ``fn`` (same arguments); losses in ``history``."""
+    if hook not in HOOKS.get(cfg.method, ()):
+        known = ", ".join(f"{m}: {', '.join(h)}" for m, h in HOOKS.items())
+        raise ValueError(f"{cfg.method} has no hook {hook!r} for an exercise; the hooks are {known}")
+    run = build_run(cfg, teacher=checkpoint_dict(teacher) if teacher is not None else None)
+    setattr(run.method, hook, fn)  # an instance attribute: called as fn(...), without self
+    return _train(run)

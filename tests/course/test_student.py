@@ -12,11 +12,14 @@ import torch
 from cmtutor.core.losses import pseudo_huber_constant
 from cmtutor.course.cache import load_or_train
 from cmtutor.course.toy2d import notebook_config
-from cmtutor.exercises import train_your_loss
+from cmtutor.exercises import train_your_hook, train_your_loss
 from cmtutor.methods.cd import cd_loss
+from cmtutor.methods.coupling import gc_endpoint, gc_mix
 from cmtutor.methods.ct import ict_loss
+from cmtutor.methods.direct import direct_target
+from cmtutor.methods.tcm import tcm_target
 from cmtutor.training import checkpoint_dict, fit
-from cmtutor.training.custom_loss import train_with_loss
+from cmtutor.training.custom_loss import train_with_hook, train_with_loss
 
 NET = {"hidden": 16, "depth": 1}
 
@@ -76,3 +79,33 @@ def test_a_loss_that_is_not_a_differentiable_scalar_is_refused() -> None:
         train_with_loss(lambda model, g, x, z, lo, hi: model(x, hi).detach().mean(), cfg)
     with pytest.raises(ValueError, match="not a consistency method"):
         train_with_loss(cd_loss, notebook_config("diffusion", steps=2, net=NET))
+
+
+def _gc_endpoint(generator, x, z, sigma, mu, u):  # type: ignore[no-untyped-def]
+    return gc_mix(x, gc_endpoint(generator, x, z, sigma), mu, u)
+
+
+def test_each_exercise_hook_trains_the_librarys_run_with_the_reference_and_another_with_a_mistake(
+        teacher: Any) -> None:
+    stage1 = fit(notebook_config("ict", steps=20, net=NET))
+    cases = [
+        (notebook_config("gc", steps=20, net=NET, hp={"mu": 0.5}), "mixed_endpoint", None, _gc_endpoint,
+         lambda g, x, z, s, mu, u: _gc_endpoint(g, x, z, s, 1 - mu, u)),
+        (notebook_config("tcm", steps=20, net=NET), "truncated_target", stage1, tcm_target,
+         lambda f, f1, x, r, tp: tcm_target(f, f1, x, r, tp * 2)),
+        (notebook_config("direct", steps=6, net=NET, hp={"ode_steps": 4}), "solve", teacher,
+         lambda t, x, s, smin, k: direct_target(t, x, s, smin, k, "heun"),
+         lambda t, x, s, smin, k: direct_target(t, x, s, smin, k, "euler")),
+    ]
+    for cfg, hook, given, right, wrong in cases:
+        library = fit(cfg, teacher=checkpoint_dict(given) if given is not None else None)
+        assert _same_weights(train_with_hook(right, cfg, hook, given), library), cfg.method
+        assert not _same_weights(train_with_hook(wrong, cfg, hook, given), library), cfg.method
+
+
+def test_an_unknown_hook_is_refused_and_an_open_hook_exercise_falls_back(data_root: Path) -> None:
+    with pytest.raises(ValueError, match="no hook 'endpoint'"):
+        train_with_hook(_gc_endpoint, notebook_config("gc", steps=2, net=NET), "endpoint")
+    cfg = notebook_config("gc", steps=5, net=NET)
+    run, yours = train_your_hook("4.2", lambda *a: a[1], cfg, "gc-tiny", "mixed_endpoint")  # x back: wrong
+    assert not yours and _same_weights(run, load_or_train(cfg, "gc-tiny"))

@@ -12,6 +12,7 @@ import torch
 from cmtutor.core.schedules import karras_sigmas
 from cmtutor.core.solvers import consistency_sample, ode_step
 from cmtutor.exercises import CHECK_SEED, EXERCISES, check, exercise, grade, use
+from cmtutor.exercises._judge import watch
 from cmtutor.methods.base import expand
 from cmtutor.methods.cd import cd_loss
 
@@ -100,14 +101,28 @@ def test_an_answer_that_calls_the_library_is_reported_also_through_an_alias_or_a
     alias = consistency_sample
     assert "calls cmtutor's own consistency_sample" in _said("2.2", lambda *a: alias(*a))
     assert "calls cmtutor's own cd_loss" in _said("2.1", lambda *a: cd_loss(*a))
-    sdpa = torch.nn.functional.scaled_dot_product_attention
-    assert "scaled_dot_product_attention" in _said("7.1", lambda q, k, v: sdpa(q, k, v))
+    sdpa = torch.nn.functional.scaled_dot_product_attention  # a built-in (C) function is seen too
+    q = torch.randn(1, 1, 4, 8)
+    with watch((sdpa,)) as called:
+        sdpa(q, q, q)
+    assert called == ["scaled_dot_product_attention"]
+    with watch((sdpa,)) as called:
+        torch.softmax(q @ q.transpose(-1, -2), dim=-1) @ q
+    assert called == []
 
-    def attention(q, k, v):  # type: ignore[no-untyped-def]
-        w = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)
-        return w @ v
 
-    assert _said("7.1", attention) == "Exercise 7.1: correct"
+def test_the_ema_half_life_and_pixel_exercises_hint_at_their_classic_mistakes() -> None:
+    def reversed_weights(decays):  # type: ignore[no-untyped-def]
+        d = torch.as_tensor(decays, dtype=torch.float64)
+        later = [float(torch.prod(d[j + 1:])) for j in range(len(d))]
+        w = torch.tensor([float(torch.prod(d))] + [(1 - float(d[j])) * later[j] for j in range(len(d))])
+        return w.flip(0).double()
+
+    assert "reverse" in _said("7.1", reversed_weights)
+    assert _said("7.1", lambda d: reversed_weights(d).flip(0)) == "Exercise 7.1: correct"
+    assert "ramp-up" in _said("8.1", lambda b, seen, h, r: 0.5 ** (b / (h * 1000)))
+    wrapped = _said("8.2", lambda x: ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    assert "clip" in wrapped or "wraps" in wrapped
 
 
 def test_the_grader_uses_inputs_the_notebook_does_not_show() -> None:
