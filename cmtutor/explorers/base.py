@@ -5,9 +5,10 @@ holds the current figure as PNG bytes. Moving a control re-draws the figure from
 when it was built (samples, trajectories, metrics of models that the notebook trained or loaded earlier), so
 a change renders in a fraction of a second and never trains anything.
 
-Each explorer also draws a *static figure*: the same panels for a few fixed control settings, one row per
-setting. A notebook shows both (:meth:`Explorer.show`), so a reader on the code host (where no kernel runs)
-still sees the figure, and nbval compares only the explorer's short, fixed text form.
+Each explorer also draws *static figures*: the same panels for a few fixed control settings, one figure of at
+most four panels per setting, captioned with it. A notebook shows both (:meth:`Explorer.show`), so a reader on
+the code host (where no kernel runs) still sees the figure, and nbval compares only the explorer's short, fixed
+text form.
 
 Figures are drawn with ``matplotlib.figure.Figure`` (no pyplot), so building an explorer never leaves a
 figure behind for the inline backend to show a second time.
@@ -30,8 +31,9 @@ from matplotlib.figure import Figure
 #: Draws the panels of one setting on a row of axes; returns the row's caption.
 DrawFn = Callable[..., str]
 
-#: Resolution of the live figure (PNG) and of the static companion figure.
+#: Resolution of the live figure (PNG); the static figures are drawn at STATIC_DPI.
 LIVE_DPI = 80
+STATIC_DPI = 90
 PANEL_SIZE = 3.1
 
 
@@ -74,6 +76,8 @@ class Explorer(widgets.VBox):
 
     def __init__(self, name: str, title: str, controls: Mapping[str, widgets.ValueWidget], ncols: int,
                  draw: DrawFn, static_settings: Sequence[Mapping[str, Any]], help_text: str = "") -> None:
+        if not 1 <= ncols <= 4:
+            raise ValueError(f"an explorer draws 1 to 4 panels per setting, not {ncols}: more is unreadable")
         self.name = name
         self.title = title
         self.controls = dict(controls)
@@ -125,26 +129,19 @@ class Explorer(widgets.VBox):
     def _on_change(self, change: dict[str, Any]) -> None:
         self.refresh()
 
-    def static_figure(self) -> Figure:
-        """The panels for each of ``static_settings``, one row per setting (for readers without a kernel).
-
-        Settings not named in ``static_settings`` take the controls' initial values, so the static figure
-        does not depend on where the controls were moved."""
-        fig, axes = new_figure(len(self.static_settings), self.ncols)
-        for row, setting in zip(axes, self.static_settings):
-            caption = self._draw(list(row), **{**self.initial, **setting})
-            row[0].annotate(caption, xy=(0, 1.12), xycoords="axes fraction", fontsize=10, weight="bold",
-                            annotation_clip=False, va="bottom")
-        return fig
+    def static_figures(self) -> list[Figure]:
+        """One figure per static setting, its caption as the title: a row of at most ``ncols`` (≤ 4) panels that a
+        reader without a kernel can read at the page's width (a grid of every setting made 7-point text)."""
+        return [self.figure(**{**self.initial, **setting}) for setting in self.static_settings]
 
     def show(self) -> None:
-        """Display the live explorer and, under it, its static figure (what a notebook cell does).
+        """Display the live explorer and, under it, its static figures (what a notebook cell does).
 
-        The static figure is shown as a PNG image (``IPython.display.Image``), whatever the matplotlib
-        backend, so its text form (what nbval compares) is fixed too."""
+        The static figures are shown as PNG images (``IPython.display.Image``), whatever the matplotlib
+        backend, so their text form (what nbval compares) is fixed too."""
         from IPython.display import Image, display
 
-        display(self, Image(data=png_bytes(self.static_figure(), dpi=72), format="png"))
+        display(self, *(Image(data=png_bytes(fig, dpi=STATIC_DPI), format="png") for fig in self.static_figures()))
 
     def __repr__(self) -> str:
         return f"<{self.title}: interactive explorer; its controls work with a running kernel>"

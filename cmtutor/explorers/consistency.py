@@ -65,8 +65,8 @@ def consistency_sampling(models: Mapping[str, Any], data: Any | None = None, max
     pool = reference_data(list(models.values()), data, first.standardizer, 4 * n, seed)
     x_data = pool[:n]
     outs = {k: common.samples_per_step(s, n, max_steps, seed) for k, s in samplers.items()}
-    scores = {k: [common.w2(x, x_data) for x in o] for k, o in outs.items()}
-    w2_floor = common.floor(pool, n)
+    w2_floor = common.floor(pool, n)  # scores as W2 / floor, the metric the notebooks' text uses
+    scores = {k: [common.w2(x, x_data) / w2_floor for x in o] for k, o in outs.items()}
     ks = list(range(1, max_steps + 1))
 
     controls = {
@@ -78,7 +78,7 @@ def consistency_sampling(models: Mapping[str, Any], data: Any | None = None, max
     def draw(axes: list[Axes], **v: Any) -> str:
         k = int(v["steps"])
         for ax, side, color in zip(axes[:2], (v["left"], v["right"]), (COLORS[0], COLORS[2])):
-            _draw_samples(ax, x_data, outs[side], k, f"{side}, {k}-step: W2 {fmt(scores[side][k - 1])}", color)
+            _draw_samples(ax, x_data, outs[side], k, f"{side}, {k}-step: W2/floor {fmt(scores[side][k - 1])}", color)
         ax = axes[2]
         for i, (name, sc) in enumerate(scores.items()):
             bold = name in (v["left"], v["right"])
@@ -86,10 +86,10 @@ def consistency_sampling(models: Mapping[str, Any], data: Any | None = None, max
                     color=COLORS[i % len(COLORS)], label=name)
         for side in (v["left"], v["right"]):
             ax.scatter([k], [scores[side][k - 1]], s=70, facecolors="none", edgecolors="k", zorder=3)
-        ax.axhline(w2_floor, color="k", ls="--", lw=1, label="data vs data (floor)")
+        ax.axhline(1.0, color="k", ls="--", lw=1, label="floor: data vs data")
         ax.set_xticks(ks)
         ax.set_ylim(bottom=0)
-        style(ax, "quality vs steps", "sampling steps K", f"W2 to held-out data (n={n})")
+        style(ax, "quality vs steps", "sampling steps K", f"W2 / floor ({n} points)")
         return f"{v['left']} vs {v['right']}, {k}-step sampling"
 
     statics = [{"steps": 1}, {"steps": min(2, max_steps)}]
@@ -132,8 +132,8 @@ def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = No
     x_data = pool[:n]
     steps = sorted(int(s) for s in steps)
     outs = {k: common.samples_per_step(s, n, max(steps), seed) for k, s in grid.items()}
-    scores = {k: {kk: common.w2(o[kk - 1], x_data) for kk in steps} for k, o in outs.items()}
-    w2_floor = common.floor(pool, n)
+    w2_floor = common.floor(pool, n)  # scores as W2 / floor, the metric the notebooks' text uses
+    scores = {k: {kk: common.w2(o[kk - 1], x_data) / w2_floor for kk in steps} for k, o in outs.items()}
     per_sigma: dict[tuple[Any, ...], list[float]] = {}
     if teacher is not None:
         t = as_sampler(teacher)
@@ -152,12 +152,12 @@ def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = No
         k = int(v.get("steps", steps[0]))
         setting = ", ".join(f"{a} = {_label(x, labels)}" for a, x in zip(axes, key))
         if key in outs:
-            _draw_samples(axs[0], x_data, outs[key], k, f"{k}-step samples: W2 {fmt(scores[key][k])}")
+            _draw_samples(axs[0], x_data, outs[key], k, f"{k}-step samples: W2/floor {fmt(scores[key][k])}")
         else:
             axs[0].text(0.5, 0.5, "not trained", ha="center", va="center", transform=axs[0].transAxes)
             axs[0].set_xticks([])
             axs[0].set_yticks([])
-        _draw_scores(axs[1], axes, values, scores, key, k, w2_floor, labels)
+        _draw_scores(axs[1], axes, values, scores, key, k, n, labels)
         if per_sigma:
             ax = axs[2]
             for other, errs in per_sigma.items():
@@ -179,13 +179,14 @@ def run_grid(runs: Mapping[Any, Any], axes: Sequence[str], data: Any | None = No
 
 
 def _draw_scores(ax: Axes, axes: list[str], values: list[list[Any]], scores: dict[tuple[Any, ...], dict[int, float]],
-                 key: tuple[Any, ...], k: int, w2_floor: float, labels: Mapping[Any, str] | None = None) -> None:
-    """W2 over the grid: a line over one axis, a heat map over two, bars otherwise; the current run marked."""
+                 key: tuple[Any, ...], k: int, n: int, labels: Mapping[Any, str] | None = None) -> None:
+    """W2 / floor over the grid: a heat map over two axes, bars otherwise; the current run marked."""
     if len(axes) == 2:
         m = np.full((len(values[0]), len(values[1])), np.nan)
         for (a, b), sc in scores.items():
             m[values[0].index(a), values[1].index(b)] = sc[k]
-        ax.imshow(m, cmap="Blues", origin="lower", aspect="auto")
+        image = ax.imshow(m, cmap="Blues", origin="lower", aspect="auto")
+        ax.figure.colorbar(image, ax=ax, shrink=0.8, pad=0.02).ax.tick_params(labelsize=7)  # W2 / floor: the title
         mid = np.nanmean(m) if np.isfinite(m).any() else 0.0
         for (i, j), val in np.ndenumerate(m):
             ax.text(j, i, "—" if np.isnan(val) else fmt(val), ha="center", va="center", fontsize=8,
@@ -194,12 +195,12 @@ def _draw_scores(ax: Axes, axes: list[str], values: list[list[Any]], scores: dic
                                ec=COLORS[1], lw=2.5))
         ax.set_xticks(range(len(values[1])), [_label(x, labels) for x in values[1]], fontsize=7)
         ax.set_yticks(range(len(values[0])), [_label(x, labels) for x in values[0]], fontsize=7)
-        style(ax, f"W2, {k}-step (floor {fmt(w2_floor)})", axes[1], axes[0], legend=False, grid=False)
+        style(ax, f"W2 / floor, {k}-step ({n} points)", axes[1], axes[0], legend=False, grid=False)
         return
     names = [", ".join(_label(x, labels) for x in kk) for kk in scores]
     vals = [sc[k] for sc in scores.values()]
     colors = [COLORS[1] if kk == key else COLORS[0] for kk in scores]
     ax.bar(range(len(vals)), vals, color=colors)
     ax.set_xticks(range(len(vals)), names, rotation=30, ha="right", fontsize=7)
-    ax.axhline(w2_floor, color="k", ls="--", lw=1, label="floor")
-    style(ax, f"W2, {k}-step", ", ".join(axes), "W2 to held-out data", grid=False)
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="floor: data vs data")
+    style(ax, f"W2 / floor, {k}-step ({n} points)", ", ".join(axes), "W2 / floor", grid=False)

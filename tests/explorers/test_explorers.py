@@ -46,7 +46,10 @@ def _moved_changes_figure(ex: Explorer, control: str) -> None:
 
 
 def _static_has_a_row_per_setting(ex: Explorer) -> None:
-    assert len(ex.static_figure().axes) == len(ex.static_settings) * ex.ncols
+    figures = ex.static_figures()
+    assert len(figures) == len(ex.static_settings)
+    assert all(ex.ncols <= 4 and len([a for a in fig.axes if a.get_label() != "<colorbar>"]) == ex.ncols
+               and fig._suptitle is not None for fig in figures)
 
 
 def test_ode_paths(runs: dict[str, Any]) -> None:
@@ -136,9 +139,9 @@ def test_static_figure_ignores_moved_controls(runs: dict[str, Any]) -> None:
     ex = explorers.run_grid({0.5: runs["ict"], 2.0: runs["ict2"]}, axes=("t'",), steps=(1,), n=32)
     from cmtutor.explorers.base import png_bytes
 
-    a = png_bytes(ex.static_figure(), dpi=30)
+    a = [png_bytes(fig, dpi=30) for fig in ex.static_figures()]
     ex.set(**{"t'": 2.0})
-    assert png_bytes(ex.static_figure(), dpi=30) == a
+    assert [png_bytes(fig, dpi=30) for fig in ex.static_figures()] == a
 
 
 def test_minibatch_ot_is_the_optimal_assignment() -> None:
