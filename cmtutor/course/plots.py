@@ -6,6 +6,7 @@ figures look the same across the course.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,39 @@ from matplotlib.ticker import MaxNLocator
 
 DATA_COLOR = "#9aa5b1"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+#: One colour per method across the course: a curve, bar or cloud whose label names a method (its first word:
+#: "CD, N = 18", "iCT", "+pairs = iCT", "Direct CM", "IC" for iCT's independent coupling) takes that colour.
+METHOD_COLORS = {"cd": "#1f77b4", "ict": "#d62728", "gc": "#2ca02c", "ot": "#ff7f0e", "tcm": "#9467bd",
+                 "ct": "#8c564b", "direct": "#e377c2", "scm": "#17becf", "meanflow": "#bcbd22",
+                 "diffusion": "#7f7f7f"}
+#: Colours of the other series of a plot that shows methods (a second run of a method, a variant, a baseline).
+EXTRA_COLORS = ["#393b79", "#8c6d31", "#637939", "#843c39", "#7b4173", "#6b6ecf", "#b5cf6b", "#e7ba52"]
+_METHOD_WORDS = {"cd": "cd", "ict": "ict", "ic": "ict", "gc": "gc", "ot": "ot", "tcm": "tcm", "ct": "ct",
+                 "direct": "direct", "scm": "scm", "sct": "scm", "meanflow": "meanflow", "teacher": "diffusion",
+                 "diffusion": "diffusion"}
+
+
+def method_color(label: str) -> str | None:
+    """The course's colour of the method that ``label`` names, else None (module constant METHOD_COLORS)."""
+    def first(text: str) -> str | None:
+        words = [w for w in re.split(r"[^a-z0-9+]+", text.lower()) if w]
+        return _METHOD_WORDS.get(words[0]) if words else None
+
+    # "+pairs = iCT" names iCT after its sign; "CD, N = 18" names CD first
+    method = (first(label.rsplit("=", 1)[1]) if "=" in label else None) or first(label)
+    return METHOD_COLORS[method] if method else None
+
+
+def series_colors(names: Sequence[str]) -> dict[str, str]:
+    """A colour per series: its method's colour where the name names one (the first series of that method, so two
+    runs of one method stay apart); the others take EXTRA_COLORS in a plot that shows methods, else COLORS."""
+    fixed: dict[str, str | None] = {}
+    for n in names:
+        c = method_color(n)
+        fixed[n] = c if c not in fixed.values() else None
+    free = iter((EXTRA_COLORS if any(fixed.values()) else COLORS) * 4)
+    return {n: fixed[n] or next(free) for n in names}
 
 
 def _np(x: Any) -> np.ndarray:
@@ -57,7 +91,7 @@ def clouds(panels: Mapping[str, Any], data: Any | None = None, ncols: int | None
     for ax, (title, pts) in zip(axes.flat, panels.items()):
         if data is not None:
             scatter(ax, data, color=DATA_COLOR, alpha=0.3)
-        scatter(ax, pts, title)
+        scatter(ax, pts, title, color=method_color(title) or COLORS[0])
         square_limits(ax, ref)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
@@ -108,8 +142,9 @@ def ode_vs_jumps(traj: Any, jump_ends: Any, data: Any | None = None, n: int = 48
 def curves(ax: Axes, series: Mapping[str, tuple[Any, Any]], ylabel: str = "", xlabel: str = "step",
            logy: bool = False, spread: Mapping[str, Any] | None = None) -> Axes:
     """Line plot of named (x, y) series; ``spread`` optionally maps a name to a ±band (same length as y)."""
-    for i, (name, (x, y)) in enumerate(series.items()):
-        color = COLORS[i % len(COLORS)]
+    colors = series_colors(list(series))
+    for name, (x, y) in series.items():
+        color = colors[name]
         ax.plot(_np(x), _np(y), label=name, color=color)
         if spread and name in spread:
             y, band = _np(y), _np(spread[name])
@@ -137,13 +172,13 @@ def bars(ax: Axes, values: Mapping[str, float], errors: Mapping[str, float] | No
     starting at zero: for differences (0.04 between 1.3 and 1.34) that bars from zero would hide.
     """
     names = list(values)
+    colors = series_colors(names)
     if points:
         for i, n in enumerate(names):
-            ax.errorbar([i], [values[n]], yerr=[errors[n]] if errors else None, fmt="o", capsize=4,
-                        color=COLORS[i % len(COLORS)])
+            ax.errorbar([i], [values[n]], yerr=[errors[n]] if errors else None, fmt="o", capsize=4, color=colors[n])
         ax.set_xlim(-0.6, len(names) - 0.4)
     else:
-        ax.bar(range(len(names)), [values[n] for n in names], color=COLORS[: len(names)] * 4,
+        ax.bar(range(len(names)), [values[n] for n in names], color=[colors[n] for n in names],
                yerr=[errors[n] for n in names] if errors else None, capsize=3)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -110,6 +111,10 @@ def describe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     def one(v: Any) -> str:
         if isinstance(v, Tensor):
             return f"tensor{tuple(v.shape)}" if v.numel() > 3 else repr([round(float(t), 4) for t in v.flatten()])
+        if isinstance(v, np.ndarray):
+            return f"array{v.shape}" if v.size > 3 else repr([round(float(t), 4) for t in v.flatten()])
+        if isinstance(v, torch.Generator):
+            return "generator"
         if callable(v):
             return getattr(v, "__name__", type(v).__name__)
         return repr(v)

@@ -208,9 +208,15 @@ def _register() -> None:
                       random_hint="draw the fresh noise with the generator you are given, "
                       "torch.randn(z.shape, generator=generator, dtype=z.dtype)"))
     register(Exercise("3.1", "iCT's doubling curriculum N(k)", ict_num_scales, _ex_3_1, rtol=0, atol=0,
-                      hidden=_hidden_3_1))
+                      hidden=_hidden_3_1,
+                      mistakes=(Mistake(lambda k, total, s0, s1: ict_num_scales(k, total, s0, s1) - 1,
+                                        "N counts levels: s0·2^j intervals need s0·2^j + 1 levels"),)))
     register(Exercise("3.2", "the discrete lognormal pair probabilities", lognormal_pair_probs, _ex_3_2,
-                      hidden=_hidden_3_2))
+                      hidden=_hidden_3_2,
+                      mistakes=(Mistake(lambda sig, m, s: lognormal_pair_probs(sig, -m, s),
+                                        "mind the sign of P_mean: ln σ is centred at P_mean = −1.1, σ ≈ 0.33"),
+                                Mistake(lambda sig, m, s: lognormal_pair_probs(sig.double().exp(), m, s),
+                                        "the normal CDF is taken of ln σ, not of σ"))))
     register(Exercise("3.3", "iCT's consistency-training loss", ict_loss, _ex_3_3, hidden=_hidden_3_3, points=3,
                       grad_check=True, mistakes=_ICT_MISTAKES,
                       grad_hint="the target f_θ⁻(x + σ_lo·z, σ_lo) is held fixed (sg): compute it under "

@@ -10,7 +10,7 @@ import torch
 
 from cmtutor.core.ema import halflife_decay, snapshot_weights
 from cmtutor.data.images import ImageScaler, to_uint8
-from cmtutor.evaluation.fid import frechet_distance
+from cmtutor.evaluation.fid import feature_stats, frechet_distance
 from cmtutor.exercises import Exercise, Mistake, register
 
 
@@ -25,18 +25,27 @@ def _hidden_7_1(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[st
     yield ([0.2],), {}
 
 
-def _spd(gen: torch.Generator, d: int) -> np.ndarray:
-    a = torch.randn(d, d, generator=gen, dtype=torch.float64).numpy()
-    return a @ a.T / d + 0.1 * np.eye(d)
-
-
 def _ex_7_2(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, Any]]]:
-    for d in (2, 3, 8):
-        mu1 = torch.randn(d, generator=gen, dtype=torch.float64).numpy()
-        mu2 = torch.randn(d, generator=gen, dtype=torch.float64).numpy()
-        yield (mu1, _spd(gen, d), mu2, _spd(gen, d)), {}
-    s = _spd(gen, 4)
-    yield (np.zeros(4), s, np.zeros(4), s), {}  # identical Gaussians: 0
+    for n, d in ((50, 2), (200, 5), (80, 8)):
+        a = torch.randn(n, d, generator=gen, dtype=torch.float64).numpy()
+        b = (torch.randn(n, d, generator=gen, dtype=torch.float64) * 1.5 + 0.3).numpy()
+        yield (a, b @ np.triu(np.ones((d, d))) / d), {}
+    same = torch.randn(60, 4, generator=gen, dtype=torch.float64).numpy()
+    yield (same, same.copy()), {}  # the same set twice: 0
+
+
+def fd_of_features(a: np.ndarray, b: np.ndarray) -> float:
+    """Reference of 7.2: the Fréchet distance between Gaussians fitted to two feature sets [N, D]."""
+    return frechet_distance(*feature_stats(a), *feature_stats(b))
+
+
+def _biased_cov(a: np.ndarray, b: np.ndarray) -> float:
+    return frechet_distance(a.mean(0), np.cov(a, rowvar=False, bias=True), b.mean(0), np.cov(b, rowvar=False, bias=True))
+
+
+def _cov_of_rows(a: np.ndarray, b: np.ndarray) -> float:
+    d = a.shape[1]
+    return frechet_distance(a.mean(0), np.cov(a.T, rowvar=False)[:d, :d], b.mean(0), np.cov(b.T, rowvar=False)[:d, :d])
 
 
 def _ex_8_1(gen: torch.Generator) -> Iterable[tuple[tuple[Any, ...], dict[str, Any]]]:
@@ -87,8 +96,12 @@ def _register() -> None:
                       hidden=_hidden_7_1, rtol=1e-6, atol=1e-9,
                       mistakes=(Mistake(lambda d: snapshot_weights(d).flip(0), "the newest snapshot θ_k gets "
                                         "1 − d_k and the oldest θ_0 the product of all the decays, not the reverse"),)))
-    register(Exercise("7.2", "the Fréchet distance between two Gaussians", frechet_distance, _ex_7_2,
-                      rtol=1e-5, atol=1e-6))
+    register(Exercise("7.2", "the Fréchet distance between two feature sets", fd_of_features, _ex_7_2,
+                      rtol=1e-5, atol=1e-6, guards=(fd_of_features, frechet_distance, feature_stats),
+                      mistakes=(Mistake(_biased_cov, "the covariance is the unbiased one, divided by N − 1 "
+                                        "(np.cov's default), as clean-fid computes it"),
+                                Mistake(lambda a, b: float(((a.mean(0) - b.mean(0)) ** 2).sum()),
+                                        "the means are half of it: add the trace term of the covariances"))))
     register(Exercise("8.1", "EDM's EMA decay from a half-life in images", halflife_decay, _ex_8_1, rtol=1e-9, atol=0,
                       mistakes=(Mistake(lambda b, seen, h, r: 0.5 ** (b / (h * 1000)), "the ramp-up caps the "
                                         "half-life at rampup × images seen (when rampup is not None)"),

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
-from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, square_limits
+from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, series_colors, square_limits
 from cmtutor.explorers import common
 from cmtutor.explorers.base import (
     Explorer,
@@ -68,6 +68,7 @@ def consistency_sampling(models: Mapping[str, Any], data: Any | None = None, max
     w2_floor = common.floor(pool, n)  # scores as W2 / floor, the metric the notebooks' text uses
     scores = {k: [common.w2(x, x_data) / w2_floor for x in o] for k, o in outs.items()}
     ks = list(range(1, max_steps + 1))
+    palette = series_colors(names)  # one colour per method, as in every figure of the course
 
     controls = {
         "left": dropdown("left", names, left or names[0]),
@@ -77,13 +78,14 @@ def consistency_sampling(models: Mapping[str, Any], data: Any | None = None, max
 
     def draw(axes: list[Axes], **v: Any) -> str:
         k = int(v["steps"])
-        for ax, side, color in zip(axes[:2], (v["left"], v["right"]), (COLORS[0], COLORS[2])):
+        for ax, side in zip(axes[:2], (v["left"], v["right"])):
+            color = palette[side]
             _draw_samples(ax, x_data, outs[side], k, f"{side}, {k}-step: W2/floor {fmt(scores[side][k - 1])}", color)
         ax = axes[2]
         for i, (name, sc) in enumerate(scores.items()):
             bold = name in (v["left"], v["right"])
             ax.plot(ks, sc, marker="o", ms=3, lw=2 if bold else 0.8, alpha=1 if bold else 0.4,
-                    color=COLORS[i % len(COLORS)], label=name)
+                    color=palette[name], label=name)
         for side in (v["left"], v["right"]):
             ax.scatter([k], [scores[side][k - 1]], s=70, facecolors="none", edgecolors="k", zorder=3)
         ax.axhline(1.0, color="k", ls="--", lw=1, label="floor: data vs data")

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from cmtutor.core.metrics import ode_error as ode_error_metric
-from cmtutor.course.plots import COLORS, DATA_COLOR, scatter, square_limits
+from cmtutor.course.plots import DATA_COLOR, scatter, series_colors, square_limits
 from cmtutor.explorers import common
 from cmtutor.explorers.base import Explorer, as_sampler, dropdown, fmt, reference_data, selection, style
 
@@ -42,7 +42,7 @@ def ode_error(models: Mapping[str, Any], teacher: Any, data: Any | None = None, 
     levels = common.sigma_levels(t.noise)
     starts, ends = common.per_sigma_reference(t, x_data[:256], levels, seed)
     per_sigma = {k: common.per_sigma_error(s, levels, starts, ends) for k, s in samplers.items()}
-    color = {k: COLORS[i % len(COLORS)] for i, k in enumerate(names)}
+    color = series_colors(names)  # one colour per method, as in every figure of the course
     ks = list(range(1, max_steps + 1))
 
     controls = {"model": dropdown("model", names), "steps": selection("steps", ks)}

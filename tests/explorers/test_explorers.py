@@ -290,3 +290,16 @@ def test_explorers_compute_on_one_thread_and_restore_the_setting() -> None:
         assert torch.get_num_threads() == 2  # restored after an error too
     finally:
         torch.set_num_threads(threads)
+
+
+def test_one_colour_per_method_across_figures() -> None:
+    from cmtutor.course.plots import METHOD_COLORS, method_color, series_colors
+
+    assert method_color("CD, N = 18") == method_color("CD") == METHOD_COLORS["cd"]
+    assert method_color("+pairs = iCT") == method_color("IC") == METHOD_COLORS["ict"]
+    assert method_color("teacher, Heun 40 steps") == METHOD_COLORS["diffusion"] and method_color("c_skip") is None
+    colors = series_colors(["CD, N = 18", "CD, N = 10", "Direct CM", "baseline"])
+    assert colors["CD, N = 18"] == METHOD_COLORS["cd"] and colors["Direct CM"] == METHOD_COLORS["direct"]
+    # a second run of a method and a series that names none take colours no method uses
+    assert not {colors["CD, N = 10"], colors["baseline"]} & set(METHOD_COLORS.values())
+    assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS)
