@@ -62,6 +62,13 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "tcm, stage 2 at stage 1's rate": ("tcm", {"lr": "stage 1"}, {}),
 }
 
+#: Diagnoses of a missed bar (docs/defaults.md#the-bars-the-digits-benchmark-misses): a method with one of another
+#: method's switches, to find what its gap is made of. Not candidate defaults: CT stays the paper's CT.
+DIAGNOSES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "ct with iCT's pseudo-Huber": ("ct", {}, {"distance": "pseudo_huber"}),
+    "ct with iCT's lognormal pairs and 1/Δσ": ("ct", {}, {"pairs": "lognormal", "weighting": "inv_delta"}),
+}
+
 
 def results_path(data: str) -> Path:
     return RESULTS_DIR / f"images_{data}.json"
@@ -121,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="results file (default: cmtutor/benchmarks/results/images_DATA.json)")
     p.add_argument("--ablations", action="store_true",
                    help="instead of the methods, train each ABLATIONS variant (a default against what it replaced)")
+    p.add_argument("--diagnoses", action="store_true",
+                   help="instead of the methods, train each DIAGNOSES variant (what a missed bar is made of)")
     args = p.parse_args(argv)
     if args.steps < 2:
         p.error("--steps must be at least 2 (TCM's two stages take half each)")
@@ -152,15 +161,16 @@ def main(argv: list[str] | None = None) -> int:
                 runs[(m, steps)] = run
             return run, {"train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1)}
 
-        if args.ablations:
-            for label, (m, changes, hp) in ABLATIONS.items():
+        if args.ablations or args.diagnoses:
+            variants, section = (ABLATIONS, "ablations") if args.ablations else (DIAGNOSES, "diagnoses")
+            for label, (m, changes, hp) in variants.items():
                 if changes.get("lr") == "stage 1":  # TCM's stage 2 at the learning rate of its stage 1 (iCT)
                     changes = {**changes, "lr": config("ict", args.data, 2, 1, seed).lr}
                 run, timing = train(m, args.steps, {**changes, "hp": hp})
                 entry = {"method": m, "changes": {**changes, "hp": hp}, "steps": run.cfg.steps, **timing,
                          **evaluate(run, fd, n_eval, seed, False),
                          "measured": {"command": command, "machine": machine()}}
-                merge_row(out, header, seed, label, entry, section="ablations")
+                merge_row(out, header, seed, label, entry, section=section)
                 say(f"seed {seed} {label:<32} " + "  ".join(f"{k}={v}" for k, v in entry.items() if k.startswith("fd_")))
             continue
         for m in args.methods:

@@ -43,7 +43,12 @@ def test_ablations_sit_beside_the_defaults_they_replaced(tmp_path: Path) -> None
     args = ["--data", "digits", "--steps", "2", "--seeds", "0", "--out", str(out)]
     image_quality.main([*args, "--methods", "diffusion", "cd", "ct", "ict", "gc", "tcm"])
     image_quality.main([*args, "--ablations"])
+    image_quality.main([*args, "--diagnoses"])
     res = json.loads(out.read_text())
+    diag = res["diagnoses"]["0"]  # a method with another's switch, kept apart from the defaults' ablations
+    assert set(diag) == set(image_quality.DIAGNOSES) and not set(diag) & set(res["ablations"]["0"])
+    assert diag["ct with iCT's lognormal pairs and 1/Δσ"]["changes"]["hp"] == {"pairs": "lognormal",
+                                                                              "weighting": "inv_delta"}
     abl = res["ablations"]["0"]
     assert set(abl) == set(image_quality.ABLATIONS)
     assert abl["tcm, stage 2 at stage 1's rate"]["changes"]["lr"] == 2e-3  # the small images' iCT rate
