@@ -82,29 +82,20 @@ def use(exercise_id: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return exercise(exercise_id).reference
 
 
-def train_your_loss(exercise_id: str, loss_fn: Callable[..., Tensor], cfg: TrainConfig, name: str,
-                    teacher: Run | None = None, **extra: Any) -> tuple[Run, bool]:
-    """(run, yours): ``cfg`` trained with the student's ``loss_fn`` once exercise ``exercise_id`` is correct
-    (:func:`cmtutor.training.custom_loss.train_with_loss`), else the library's run of ``cfg`` from the cache.
+def train_yours(exercise_id: str, fn: Callable[..., Tensor], cfg: TrainConfig, name: str, hook: str = "loss",
+                teacher: Run | None = None, **extra: Any) -> tuple[Run, bool]:
+    """(run, yours): ``cfg`` trained with the student's ``fn`` once exercise ``exercise_id`` is correct, else the
+    library's run of ``cfg`` from the cache (cache entry ``name``).
 
-    The library's run computes the same loss as the exercise's reference (tests/course/test_student.py), so the
-    fallback is what a correct answer trains, up to rounding. ``extra`` goes to ``loss_fn`` (iCT's c).
+    ``hook="loss"``: ``fn`` is the whole consistency loss (:func:`cmtutor.training.custom_loss.train_with_loss`;
+    ``extra`` goes to it, e.g. iCT's c); otherwise the method hook it replaces
+    (:func:`cmtutor.training.custom_loss.train_with_hook`). The library's run computes what the exercise's reference
+    computes (tests/course/test_student.py), so the fallback is what a correct answer trains, up to rounding.
     """
-    if check(exercise_id, loss_fn, verbose=False):
-        print(f"Exercise {exercise_id} is correct: training {cfg.method} with your loss function")
-        return train_with_loss(loss_fn, cfg, teacher, **extra), True
-    print(f"Exercise {exercise_id} is not done yet: loading cmtutor's own {cfg.method} run of the same "
-          "configuration instead")
-    return load_or_train(cfg, name, teacher=teacher), False
-
-
-def train_your_hook(exercise_id: str, fn: Callable[..., Tensor], cfg: TrainConfig, name: str, hook: str,
-                    teacher: Run | None = None) -> tuple[Run, bool]:
-    """(run, yours): ``cfg`` trained with the method's ``hook`` replaced by the student's ``fn`` once exercise
-    ``exercise_id`` is correct (:func:`cmtutor.training.custom_loss.train_with_hook`), else the library's
-    cached run of ``cfg``."""
     if check(exercise_id, fn, verbose=False):
         print(f"Exercise {exercise_id} is correct: training {cfg.method} with your {getattr(fn, '__name__', hook)}")
+        if hook == "loss":
+            return train_with_loss(fn, cfg, teacher, **extra), True
         return train_with_hook(fn, cfg, hook, teacher), True
     print(f"Exercise {exercise_id} is not done yet: loading cmtutor's own {cfg.method} run of the same "
           "configuration instead")
@@ -161,4 +152,4 @@ def sigmas_for_tests(gen: torch.Generator, n: int) -> Tensor:
 
 
 __all__ = ["CHECK_SEED", "EXERCISES", "GRADE_SEED", "STATUSES", "Exercise", "Inputs", "Mistake", "ToyConsistency",
-           "ToyDenoiser", "Verdict", "check", "exercise", "grade", "register", "sigmas_for_tests", "train_your_hook", "train_your_loss", "use"]
+           "ToyDenoiser", "Verdict", "check", "exercise", "grade", "register", "sigmas_for_tests", "train_yours", "use"]

@@ -40,7 +40,8 @@ def fd_of_features(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _biased_cov(a: np.ndarray, b: np.ndarray) -> float:
-    return frechet_distance(a.mean(0), np.cov(a, rowvar=False, bias=True), b.mean(0), np.cov(b, rowvar=False, bias=True))
+    return frechet_distance(a.mean(0), np.cov(a, rowvar=False, bias=True),
+                            b.mean(0), np.cov(b, rowvar=False, bias=True))
 
 
 def _cov_of_rows(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,8 +9,10 @@ where ``other`` is the teacher (CD) or the target network θ⁻ (CT/iCT: the onl
 keeps no EMA target). The library still draws the pairs of times and the noise (CD's grid, iCT's curriculum
 and lognormal pairs), runs the optimiser and the EMAs, so a correct loss reproduces the library's run.
 
-:func:`train_your_loss` trains with the student's function when its checker passes and otherwise loads the
-library's own run of the same configuration from the cache, so a notebook with the exercise still open runs.
+:func:`train_with_hook` replaces one named hook of a method instead, called with the exercise's signature:
+GC's ``mixed_endpoint`` (notebook 04), TCM's ``truncated_target`` (05), Direct CM's ``solve`` (06).
+:func:`cmtutor.exercises.train_yours` trains with the student's function once its checker passes and otherwise
+loads the library's own run of the same configuration from the cache.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import Tensor
 
 from cmtutor.config.run import TrainConfig
 from cmtutor.methods.base import ConsistencyMethod, Method, Nets
-from cmtutor.training.loop import to_floats, train_steps
+from cmtutor.training.loop import train_to_end
 from cmtutor.training.resume import checkpoint_dict
 from cmtutor.training.run import Run, build_run
 
@@ -61,14 +63,7 @@ def train_with_loss(loss_fn: LossFn, cfg: TrainConfig, teacher: Run | None = Non
     if not isinstance(run.method, ConsistencyMethod):
         raise ValueError(f"{cfg.method} is not a consistency method; its loss has no (σ_lo, σ_hi) pair")
     run.method = LossHook(run.method, loss_fn, extra)
-    return _train(run)
-
-
-def _train(run: Run) -> Run:
-    for logs in train_steps(run):
-        if logs["step"] % run.cfg.log_every == 0 or logs["step"] == run.cfg.steps:
-            run.history.append(to_floats(logs))
-    return run
+    return train_to_end(run)
 
 
 #: The hooks a notebook exercise may replace, by method: each is a method attribute called with the
@@ -83,4 +78,4 @@ def train_with_hook(fn: Callable[..., Tensor], cfg: TrainConfig, hook: str, teac
         raise ValueError(f"{cfg.method} has no hook {hook!r} for an exercise; the hooks are {known}")
     run = build_run(cfg, teacher=checkpoint_dict(teacher) if teacher is not None else None)
     setattr(run.method, hook, fn)  # an instance attribute: called as fn(...), without self
-    return _train(run)
+    return train_to_end(run)

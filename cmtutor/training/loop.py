@@ -78,7 +78,12 @@ def to_floats(logs: dict[str, Any]) -> dict[str, float]:
 def fit(cfg: TrainConfig, progress: bool = False, data: Any = None,
         teacher: dict[str, Any] | Teacher | None = None, log_every: int | None = None) -> Run:
     """Build and train a run to ``cfg.steps`` in memory; the loss curve is kept in ``run.history``."""
-    run = build_run(cfg, data=data, teacher=teacher)
+    return train_to_end(build_run(cfg, data=data, teacher=teacher), progress, log_every)
+
+
+def train_to_end(run: Run, progress: bool = False, log_every: int | None = None) -> Run:
+    """Train a built run to ``cfg.steps``, appending every ``log_every``-th step's logs to ``run.history``."""
+    cfg = run.cfg
     every = log_every or cfg.log_every
     steps: Iterator[dict[str, Any]] = train_steps(run)
     if progress:

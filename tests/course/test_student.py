@@ -1,5 +1,6 @@
-"""Training with the student's own loss (cmtutor.training.custom_loss, cmtutor.exercises.train_your_loss): a correct CD or iCT loss reproduces the
-library's run bit for bit, and an open exercise falls back to the library's cached run."""
+"""Training with the student's own loss or hook (cmtutor.training.custom_loss, cmtutor.exercises.train_yours): a
+correct CD, iCT, GC, TCM or Direct CM function reproduces the library's run bit for bit, and an open exercise
+falls back to the library's cached run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from cmtutor.core.losses import pseudo_huber_constant
 from cmtutor.course.cache import load_or_train
 from cmtutor.course.toy2d import notebook_config
-from cmtutor.exercises import train_your_hook, train_your_loss
+from cmtutor.exercises import train_yours
 from cmtutor.methods.cd import cd_loss
 from cmtutor.methods.coupling import gc_endpoint, gc_mix
 from cmtutor.methods.ct import ict_loss
@@ -65,10 +66,10 @@ def test_an_open_exercise_falls_back_to_the_librarys_cached_run(data_root: Path,
         raise NotImplementedError("Exercise 2.1")
 
     cfg = notebook_config("cd", steps=10, net=NET)
-    run, yours = train_your_loss("2.1", unfinished, cfg, "cd-tiny", teacher=teacher)
+    run, yours = train_yours("2.1", unfinished, cfg, "cd-tiny", teacher=teacher)
     assert not yours and "not done yet" in capsys.readouterr().out
     assert _same_weights(run, load_or_train(cfg, "cd-tiny", teacher=teacher))  # the cache entry it made
-    run, yours = train_your_loss("2.1", cd_loss, cfg, "cd-tiny", teacher=teacher)
+    run, yours = train_yours("2.1", cd_loss, cfg, "cd-tiny", teacher=teacher)
     # the library's own answer is not credited either: the checker sees the call
     assert not yours and _same_weights(run, load_or_train(cfg, "cd-tiny", teacher=teacher))
 
@@ -107,5 +108,5 @@ def test_an_unknown_hook_is_refused_and_an_open_hook_exercise_falls_back(data_ro
     with pytest.raises(ValueError, match="no hook 'endpoint'"):
         train_with_hook(_gc_endpoint, notebook_config("gc", steps=2, net=NET), "endpoint")
     cfg = notebook_config("gc", steps=5, net=NET)
-    run, yours = train_your_hook("4.2", lambda *a: a[1], cfg, "gc-tiny", "mixed_endpoint")  # x back: wrong
+    run, yours = train_yours("4.2", lambda *a: a[1], cfg, "gc-tiny", hook="mixed_endpoint")  # x back: wrong
     assert not yours and _same_weights(run, load_or_train(cfg, "gc-tiny"))
