@@ -20,13 +20,7 @@ from torch import Tensor, nn
 from cmtutor.core.losses import Distance, squared_l2
 from cmtutor.core.schedules import karras_sigmas
 from cmtutor.core.solvers import Solver, ode_step
-from cmtutor.methods.base import (
-    ConsistencyHparams,
-    ConsistencyMethod,
-    Draw,
-    Nets,
-    expand,
-)
+from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, Nets, expand
 
 
 def cd_target(teacher: nn.Module, target_net: nn.Module, x_hi: Tensor, sigma_hi: Tensor, sigma_lo: Tensor,

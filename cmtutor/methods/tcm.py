@@ -184,15 +184,9 @@ class TruncatedConsistencyModel(ConsistencyMethod):
         r = karras_step_down(t, n.sigma_min, n.sigma_max, n.rho, self.num_scales)
         return t, r, boundary
 
-    def target_network(self, nets: Nets) -> nn.Module:
-        """sg(student) above t'; the frozen stage-1 model below (``anchor="none"``: the student everywhere)."""
-        if self.hp.anchor == "none":
-            return nets.model
-        assert nets.teacher is not None, "TCM needs the frozen stage-1 model (--teacher)"
-        return TruncatedConsistency(nets.model, nets.teacher, self.t_prime)
-
     def target(self, nets: Nets, x0: Tensor, z: Tensor, d: Draw, x_hi: Tensor) -> Tensor:
-        """f at the smaller time r, the same z: the piecewise network (:meth:`truncated_target`), run under no_grad."""
+        """f at the smaller time r, the same z: sg(student) above t', the frozen stage-1 model below
+        (:meth:`truncated_target`); with ``anchor="none"`` sg(student) everywhere. Run under no_grad."""
         if self.hp.anchor == "none":
             return super().target(nets, x0, z, d, x_hi)
         assert nets.teacher is not None, "TCM needs the frozen stage-1 model (--teacher)"
