@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -24,6 +25,7 @@ import numpy as np
 
 from cmtutor.checkpoint import load_checkpoint
 from cmtutor.config import default_config
+from cmtutor.config.run import RENOISES
 from cmtutor.core.metrics import EVAL_REPEATS
 from cmtutor.data.root import relative_to_root
 from cmtutor.errors import UserError
@@ -98,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", choices=["ema", "raw"], default="ema")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     s.add_argument("--batch-size", type=int, default=500, help="images generated per batch")
+    s.add_argument("--renoise", choices=list(RENOISES),
+                   help="how multistep sampling re-noises (default: the run's; OT's is 'ot', docs/defaults.md#ot-on-2d)")
     s.add_argument("--out", required=True, help=".npy (vectors) or .npz (images)")
 
     e = sub.add_parser("evaluate", help="compare samples with held-out data")
@@ -220,6 +224,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix not in (".npy", ".npz"):
         raise UserError(f"--out {out}: use a .npy file (vectors) or .npz file (images)")
     sampler = Sampler.from_checkpoint(args.ckpt, weights=args.weights, device=str(resolve_device(args.device)))
+    if args.renoise is not None:
+        sampler.cfg = dataclasses.replace(sampler.cfg, renoise=args.renoise)
     _check_fits_in_memory(args.n, sampler)
     if sampler.is_image:
         return _sample_images(args, sampler, out)
@@ -232,8 +238,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     np.save(tmp, x)
     os.replace(tmp, out)
     meta = {"ckpt": str(Path(args.ckpt)), "method": sampler.cfg.method, "data": sampler.cfg.data,
-            "n": args.n, "steps": steps, "seed": args.seed, "weights": args.weights, "dim": sampler.dim,
-            "noise": sampler.cfg.noise}
+            "n": args.n, "steps": steps, "seed": args.seed, "weights": args.weights, "renoise": sampler.cfg.renoise,
+            "dim": sampler.dim, "noise": sampler.cfg.noise}
     atomic_write_text(Path(str(out) + ".json"), json.dumps(meta, indent=2) + "\n")
     print(f"wrote {args.n} samples ({steps} step{'s' if steps > 1 else ''}) to {out}")
     return 0
@@ -255,7 +261,8 @@ def _sample_images(args: argparse.Namespace, sampler: Any, out: Path) -> int:
     os.replace(tmp, out)
     cfg = sampler.cfg
     meta = {"ckpt": str(Path(args.ckpt)), "method": cfg.method, "data": cfg.data, "n": args.n, "steps": steps,
-            "seed": args.seed, "weights": args.weights, "dim": list(sampler.dim), "noise": cfg.noise,
+            "seed": args.seed, "weights": args.weights, "renoise": cfg.renoise, "dim": list(sampler.dim),
+            "noise": cfg.noise,
             "precision": effective_precision(cfg.precision, sampler.device), "batch_size": args.batch_size,
             "hardware": hardware(), "seconds": round(seconds, 2), "images_per_s": round(args.n / seconds, 1)}
     atomic_write_text(Path(str(out) + ".json"), json.dumps(meta, indent=2) + "\n")

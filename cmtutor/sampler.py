@@ -13,6 +13,7 @@ The model may be wrapped by DDP or ``torch.compile``: the Sampler uses the plain
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from cmtutor.data.images import image_noise, to_uint8
 from cmtutor.data.sources import sample_shape, scaler_from_dict
 from cmtutor.hardware.accel import autocast, unwrap
 from cmtutor.methods import get_method
+from cmtutor.methods.coupling import ot_renoise
 
 #: Default number of Heun steps when sampling a diffusion model.
 DEFAULT_ODE_STEPS = 40
@@ -111,7 +113,8 @@ class Sampler:
             levels = sigmas or self.levels(steps)
             if self.method.multistep == "flow_map":
                 return flow_map_sample(self.network, z, levels)  # type: ignore[return-value]
-            return consistency_sample(self.network, z, levels, self.noise.sigma_min, generator=gen)
+            pair = partial(ot_renoise, batch=self.cfg.batch_size) if self.cfg.renoise == "ot" else None
+            return consistency_sample(self.network, z, levels, self.noise.sigma_min, generator=gen, pair=pair)
         finally:
             self.model.train(was_training)
 

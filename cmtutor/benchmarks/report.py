@@ -17,10 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cmtutor.benchmarks import toy2d
+from cmtutor.benchmarks import image_quality, toy2d
 from cmtutor.benchmarks.papers import STUDIES
 from cmtutor.benchmarks.studies import RESULTS_DIR, table
-from cmtutor.benchmarks import image_quality
 from cmtutor.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +106,9 @@ def images_section(res: dict[str, Any]) -> str:
                      "× teacher": _pm(r.get("ratio"), 2),
                      "bar": r.get("bar", "–"), "met": {True: "yes", False: "**no**"}.get(r.get("bar_met"), "–"),
                      "(b) − (a)": _pm(r.get("two_vs_one")) if "two_vs_one" in r else "–"})
+    renoise = [f"{r['method']}'s two steps re-noise with its training's pairing (docs/defaults.md#ot-on-images); "
+               f"with independent re-noising (b) − (a) is {_pm(r['two_vs_one_independent'])}."
+               for r in image_quality.summary(res) if "two_vs_one_independent" in r]
     seeds = sorted(res["seeds"], key=int)
     measured = sorted({(e["measured"]["machine"].get("cpu", "?"), e["measured"]["machine"]["date"][:10])
                        for rows_ in res["seeds"].values() for e in rows_.values()})
@@ -122,7 +124,8 @@ def images_section(res: dict[str, Any]) -> str:
             f"Command: `python -m cmtutor.benchmarks.image_quality --data {res['data']} --steps {budget['steps']} "
             f"--seeds …`; measured on " + "; ".join(f"{c} ({d})" for c, d in measured) + ".\n\n"
             + _md_table(rows, ("method", "seeds", "steps", "CPU s", "sampler", f"{label} (a)", f"{label} (b)",
-                               "× teacher", "bar", "met", "(b) − (a)")) + "\n" + _ablations(res, label))
+                               "× teacher", "bar", "met", "(b) − (a)")) + "\n"
+            + "".join(f"\n{line}\n" for line in renoise) + _ablations(res, label))
 
 
 def _ablations(res: dict[str, Any], label: str) -> str:
@@ -134,6 +137,27 @@ def _ablations(res: dict[str, Any], label: str) -> str:
         return ""
     return ("\nEach image default against the setting it replaced, same budget and seeds "
             "(`--ablations`; why: [defaults.md](defaults.md#image-defaults-at-a-cpu-budget)).\n\n"
+            + _md_table(rows, tuple(rows[0])) + "\n")
+
+
+def teacher_budget_section(res: dict[str, Any]) -> str:
+    """How an image set's teacher improves with training steps (``benchmarks.teacher_budget``)."""
+    label = res["quality"]["metric"].split(" ")[0]
+    seeds = sorted(res["seeds"], key=int)
+    curves = {s: res["seeds"][s]["diffusion"]["curve"] for s in seeds}
+    rows = []
+    for i, point in enumerate(curves[seeds[0]]):
+        values = [curves[s][i]["fd_ema"] for s in seeds if i < len(curves[s])]
+        per_seed = " / ".join(f"{v:.1f}" for v in values)
+        rows.append({"steps": point["step"], f"{label}, seeds {' / '.join(seeds)}": per_seed,
+                     "× floor (mean)": f"{sum(values) / len(values) / res['floor']:.1f}",
+                     "train CPU s": f"{point['train_cpu_s']:.0f}"})
+    online = " / ".join(f"{res['seeds'][s]['diffusion']['fd_online_at_end']:.1f}" for s in seeds)
+    first = res["seeds"][seeds[0]]["diffusion"]["measured"]
+    return (f"## Images: how long the {res['data']} teacher must train\n\n"
+            f"{res['teacher']}, batch {res['budget']['batch_size']}, 1 CPU thread; {res['quality']['metric']}, floor "
+            f"{res['floor']:.2f}. The sampling EMA's distance every {res['budget']['every']} steps; the online weights "
+            f"at the end: {online}. Command: `{first['command']}`; {_machine(first['machine'])}.\n\n"
             + _md_table(rows, tuple(rows[0])) + "\n")
 
 
@@ -179,6 +203,8 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("toy2d", toy2d_section, "python -m cmtutor.benchmarks.toy2d --seeds 0 1 2"),
     ("images_digits", images_section, "python -m cmtutor.benchmarks.image_quality --data digits --seeds 0 1 2"),
     ("images_photos", images_section, "python -m cmtutor.benchmarks.image_quality --data photos --seeds 0 1 2"),
+    ("teacher_budget_photos", teacher_budget_section,
+     "python -m cmtutor.benchmarks.teacher_budget --data photos --steps 6000 --seeds 0 1"),
     ("throughput_cpu", throughput_section, "python -m cmtutor.benchmarks.throughput --device cpu"),
     ("gpu_check", gpu_check_section, "PYTHONPATH=. python3 -m cmtutor.benchmarks.gpu_check (on a GPU)"),
 ]

@@ -57,7 +57,8 @@ IMAGE_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "ct": {"lr": 4e-4, "net": {"dropout": 0.0}, "hp": {"distance": "pseudo_huber", "target_horizon": 800_000}},
     "ict": {"lr": 1e-4, "ema_decay": 0.99993, "net": {"dropout": 0.3}},
     "gc": {"lr": 1e-4, "net": {"dropout": 0.0}},
-    "ot": {"lr": 1e-4, "net": {"dropout": 0.3}},
+    # OT's second sampling step re-noises with its training's pairing (docs/defaults.md#ot-on-images)
+    "ot": {"lr": 1e-4, "renoise": "ot", "net": {"dropout": 0.3}},
     # stage 2 at half stage 1's learning rate, as Lee et al. (docs/defaults.md#tcm-on-images)
     "tcm": {"lr": 5e-5, "net": {"dropout": 0.2}},
     "direct": {"lr": 4e-4, "net": {"dropout": 0.0}},

@@ -12,6 +12,8 @@ from cmtutor.errors import UserError
 
 #: The sampling EMA's warm-ups (``TrainConfig.ema_warmup``).
 EMA_WARMUPS = ("none", "power")
+#: How multistep consistency sampling pairs its fresh noise with the samples (``TrainConfig.renoise``).
+RENOISES = ("independent", "ot")
 
 
 @dataclass
@@ -44,6 +46,10 @@ class TrainConfig:
     net: dict[str, Any] = field(default_factory=dict)
     hp: dict[str, Any] = field(default_factory=dict)
     two_step_sigma: float = 1.0
+    #: multistep consistency sampling re-noises with "independent" fresh noise (Song et al. 2023, Algorithm 1) or
+    #: with fresh noise assigned to the samples by minibatch OT in chunks of ``batch_size`` ("ot"): the pairing
+    #: the OT coupling trains on. OT's default (docs/defaults.md#ot-on-2d, #ot-on-images)
+    renoise: str = "independent"
     # --- images and the GPU path (cmtutor.hardware.accel); the defaults leave vector runs unchanged ---
     #: "fp32", "bf16" (autocast), or "auto" (bf16 on CUDA, fp32 on a CPU)
     precision: str = "fp32"
@@ -57,6 +63,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.ema_warmup not in EMA_WARMUPS:
             raise UserError(f"ema_warmup must be one of {', '.join(EMA_WARMUPS)}; got {self.ema_warmup!r}")
+        if self.renoise not in RENOISES:
+            raise UserError(f"renoise must be one of {', '.join(RENOISES)}; got {self.renoise!r}")
 
     def sampling_decay(self, decay: float, step: int) -> float:
         """The decay of a sampling EMA (cap ``decay``) for the update after ``step`` steps, with this run's warm-up."""
@@ -68,6 +76,8 @@ class TrainConfig:
             del d["extra_ema_decays"]
         if d["ema_warmup"] == "none":  # likewise for runs without a warm-up (every 2D default)
             del d["ema_warmup"]
+        if d["renoise"] == "independent":  # likewise for Algorithm 1's re-noising (every method but OT)
+            del d["renoise"]
         return d
 
     def to_json(self) -> str:

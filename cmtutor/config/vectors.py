@@ -21,7 +21,8 @@ VECTOR_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "ict": {"steps": 8000, "batch_size": 256},
     # squared L2 and μ annealed to 0, the official code's 2D setting (docs/defaults.md#gc-on-2d)
     "gc": {**_PAPERS_RUN, "steps": 6000, "net": {"hidden": 128}, "hp": {"distance": "l2", "mu_end": 0.0}},
-    "ot": {**_PAPERS_RUN, "steps": 12000, "net": {"hidden": 128}},  # docs/defaults.md#ot-on-2d
+    # re-noising with the OT pairing it trained on: docs/defaults.md#ot-on-2d
+    "ot": {**_PAPERS_RUN, "steps": 12000, "net": {"hidden": 128}, "renoise": "ot"},
     # stage 2 fine-tunes at half the learning rate, as in Lee et al. (docs/defaults.md#tcm-and-direct-cm-on-2d)
     "tcm": {**_PAPERS_RUN, "steps": 2000, "lr": TrainConfig.lr / 2},
     "direct": {**_PAPERS_RUN, "steps": 1300},

@@ -15,7 +15,7 @@ from σ to any σ' < σ, X(x_σ, σ, σ'), takes the levels deterministically, x
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -91,12 +91,15 @@ def sample_ode(denoiser: nn.Module, z: Tensor, sigma_min: float, sigma_max: floa
 
 @torch.no_grad()
 def consistency_sample(model: nn.Module, z: Tensor, sigmas: Sequence[float], sigma_min: float,
-                       generator: torch.Generator | None = None, return_all: bool = False
+                       generator: torch.Generator | None = None, return_all: bool = False,
+                       pair: Callable[[Tensor, Tensor], Tensor] | None = None
                        ) -> Tensor | tuple[Tensor, list[Tensor]]:
     """Multistep consistency sampling (Song et al. 2023, Algorithm 1).
 
     ``sigmas`` are decreasing noise levels starting at σ_max: ``[σ_max]`` is one-step generation;
     ``[σ_max, τ]`` is two-step. z is unit noise; fresh noise for re-noising comes from ``generator``.
+    ``pair(x, noise)``, if given, re-orders the fresh noise against the samples it re-noises (the OT
+    coupling's pairing, :func:`cmtutor.methods.coupling.ot_renoise`); None keeps it independent.
     With ``return_all`` also returns the sample after every step.
     """
     sig = [float(s) for s in sigmas]
@@ -104,6 +107,8 @@ def consistency_sample(model: nn.Module, z: Tensor, sigmas: Sequence[float], sig
     outs = [x]
     for tau in sig[1:]:
         noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        if pair is not None:
+            noise = pair(x, noise)
         x_tau = x + (tau**2 - sigma_min**2) ** 0.5 * noise
         x = model(x_tau, torch.full((z.shape[0],), tau, device=z.device))
         outs.append(x)

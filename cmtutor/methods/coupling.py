@@ -61,6 +61,18 @@ def ot_couple(x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
     return x, z[ot_permutation(x, z)]
 
 
+def ot_renoise(x: Tensor, noise: Tensor, batch: int) -> Tensor:
+    """Fresh noise for multistep sampling, assigned to the samples x by minibatch OT in chunks of ``batch``.
+
+    The OT coupling trains every level on x + σ·z with z assigned to x within the training batch; its model
+    denoises such inputs far better than independently re-noised ones (docs/defaults.md#ot-on-images), so its
+    second sampling step re-noises with the same pairing, in chunks of the training batch size."""
+    out = noise.clone()
+    for i in range(0, len(x), batch):
+        out[i:i + batch] = noise[i:i + batch][ot_permutation(x[i:i + batch], noise[i:i + batch])]
+    return out
+
+
 _SOLVER: ThreadPoolExecutor | None = None
 
 

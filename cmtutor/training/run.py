@@ -77,11 +77,12 @@ class Run:
         idx = torch.randint(0, self.train_x.shape[0], (self.local_batch,), device=self.device)
         return self.train_x[idx]
 
-    def sampler(self, weights: str = "ema", ema_decay: float | None = None) -> Sampler:
+    def sampler(self, weights: str = "ema", ema_decay: float | None = None, renoise: str | None = None) -> Sampler:
         """A :class:`cmtutor.sampler.Sampler` of the current weights (EMA by default).
 
         ``ema_decay`` picks one of the run's sampling EMAs by its decay (``cfg.ema_decay`` or one of
-        ``cfg.extra_ema_decays``); None is the main EMA.
+        ``cfg.extra_ema_decays``); None is the main EMA. ``renoise`` overrides how multistep sampling
+        re-noises (``TrainConfig.renoise``; None: the run's own).
         """
         model = self.nets.ema.module if weights == "ema" else self.nets.model
         if weights == "ema" and ema_decay is not None and ema_decay != self.cfg.ema_decay:
@@ -89,7 +90,8 @@ class Run:
                 kept = [self.cfg.ema_decay, *self.nets.extra_emas]
                 raise ValueError(f"this run keeps no EMA with decay {ema_decay}; it keeps {kept}")
             model = self.nets.extra_emas[ema_decay].module
-        return Sampler(model, self.cfg, self.standardizer, self.dim, teacher=self.nets.teacher)
+        cfg = self.cfg if renoise is None else dataclasses.replace(self.cfg, renoise=renoise)
+        return Sampler(model, cfg, self.standardizer, self.dim, teacher=self.nets.teacher)
 
 
 def lr_lambda(cfg: TrainConfig) -> Any:

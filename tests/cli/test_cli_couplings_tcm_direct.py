@@ -33,6 +33,20 @@ def test_gc_and_ot_train_with_method_hyperparameters(env: Path) -> None:
     assert torch.load(env / "ot" / "checkpoint.pt", weights_only=True)["config"]["method"] == "ot"
 
 
+def test_ot_samples_re_noise_with_its_pairing_unless_told_otherwise(env: Path) -> None:
+    _train("ot", env / "ot", 4)
+    samples = {}
+    for choice in (None, "independent", "ot"):
+        out = env / f"{choice}.npy"
+        extra = [] if choice is None else ["--renoise", choice]
+        assert main(["sample", "--ckpt", str(env / "ot"), "--n", "64", "--steps", "2", "--out", str(out), *extra]) == 0
+        assert json.loads(Path(str(out) + ".json").read_text())["renoise"] == (choice or "ot")
+        samples[choice] = np.load(out)
+    assert np.array_equal(samples[None], samples["ot"]) and not np.array_equal(samples["ot"], samples["independent"])
+    with pytest.raises(SystemExit):
+        main(["sample", "--ckpt", str(env / "ot"), "--n", "4", "--out", str(env / "x.npy"), "--renoise", "matched"])
+
+
 def test_tcm_stage_two_from_a_stage_one_checkpoint(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _train("ict", env / "stage1", 6)
     _train("tcm", env / "tcm", 4, "--teacher", str(env / "stage1"), "--hp", "t_prime=2.0")

@@ -148,6 +148,9 @@ def run(study: Study | None = None, progress: bool = False) -> dict[str, Any]:
             rec["curves"].append(curve)
             rec["final_1step"].append(curve[-1])  # the same evaluation as the curve's last point
             rec["final_2step"].append(evaluator.w2_ratio(r.sampler(), steps=2))
+            if cfg.renoise != "independent":  # OT: also Algorithm 1's independent re-noising, which it replaced
+                rec.setdefault("final_2step_independent", []).append(
+                    evaluator.w2_ratio(r.sampler(renoise="independent"), steps=2))
             if seed == study.seeds[0]:
                 out["samples"][key] = _samples(r)
             x = standardized_heldout(r, study.n_eval, seed)

@@ -1,0 +1,80 @@
+"""How long an image set's diffusion teacher must train before the image benchmark's bars can be judged.
+
+    python -m cmtutor.benchmarks.teacher_budget --data photos --steps 6000 --seeds 0   # results/teacher_budget_photos.json
+
+Every consistency method's bar in :mod:`cmtutor.benchmarks.image_quality` is a ratio to the diffusion teacher
+trained at the same budget. While the teacher is far from the set's floor and still falling fast, that ratio
+measures how fast two methods start, not what they reach (docs/defaults.md#the-photos-budget). This trains the
+teacher with the benchmark's settings (:func:`cmtutor.benchmarks.image_quality.config`, one CPU thread) and
+records the FD of its sampling EMA at 40 Heun steps every ``--every`` steps, and of the online weights at the
+end. Each seed's curve is merged into the results file under a lock, so seeds can run as separate processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cmtutor.benchmarks.common import machine, say
+from cmtutor.benchmarks.image_quality import N_EVAL, RESULTS_DIR, SETS, config, merge_row
+from cmtutor.training.loop import train_steps
+from cmtutor.training.run import build_run
+
+#: Heun steps of the teacher's samples (the image benchmark's teacher FD)
+TEACHER_STEPS = 40
+
+
+def results_path(data: str) -> Path:
+    return RESULTS_DIR / f"teacher_budget_{data}.json"
+
+
+def curve(data: str, steps: int, every: int, seed: int, batch_size: int = 64) -> dict[str, Any]:
+    """The teacher's FD every ``every`` steps up to ``steps`` (EMA weights), and the online weights' at the end."""
+    fd, n = SETS[data], N_EVAL[data]
+    run = build_run(config("diffusion", data, steps, batch_size, seed))
+    points, start, evaluating = [], time.process_time(), 0.0
+    for logs in train_steps(run):
+        k = int(logs["step"])
+        if k % every == 0 or k == steps:
+            t = time.process_time()
+            value = fd.fd(run.sampler().sample_images(n, steps=TEACHER_STEPS, seed=seed))
+            points.append({"step": k, "fd_ema": round(value, 3), "loss": round(float(logs["loss"]), 5),
+                           "train_cpu_s": round(t - start - evaluating, 1)})  # evaluation is not training time
+            evaluating += time.process_time() - t
+            say(f"seed {seed} step {k}: FD {value:.1f} (EMA)")
+    online = fd.fd(run.sampler(weights="online").sample_images(n, steps=TEACHER_STEPS, seed=seed))
+    return {"curve": points, "fd_online_at_end": round(online, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cmtutor.benchmarks.teacher_budget", description=__doc__.split("\n")[0])
+    p.add_argument("--data", choices=sorted(SETS), default="photos")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--every", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--out", help="results file (default: cmtutor/benchmarks/results/teacher_budget_DATA.json)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # as the image benchmark: CPU seconds comparable with its table
+    out = Path(args.out) if args.out else results_path(args.data)
+    command = "python -m cmtutor.benchmarks.teacher_budget " + " ".join(sys.argv[1:] if argv is None else argv)
+    fd = SETS[args.data]
+    header = {"data": args.data, "budget": {"steps": args.steps, "every": args.every, "batch_size": args.batch_size,
+                                            "threads": 1},
+              "quality": fd.protocol(N_EVAL[args.data]), "floor": round(fd.floor(N_EVAL[args.data]), 3),
+              "teacher": f"the diffusion model at {TEACHER_STEPS} Heun steps, the image benchmark's settings"}
+    for seed in args.seeds:
+        entry = {**curve(args.data, args.steps, args.every, seed, args.batch_size),
+                 "measured": {"command": command, "machine": machine()}}
+        merge_row(out, header, seed, "diffusion", entry)
+    say(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
