@@ -94,8 +94,10 @@ def _pm(v: tuple[float, float] | None, digits: int = 1) -> str:
     return f"{mean:.{digits}f}" + ("" if sd != sd else f" ± {sd:.{digits}f}")
 
 
-def images_section(res: dict[str, Any]) -> str:
-    """An image set's table (notebook 07): FD per method at one CPU budget, mean ± sd over seeds, the bars."""
+def images_section(res: dict[str, Any], title: str | None = None, out: str | None = None) -> str:
+    """An image set's table (notebook 07): FD per method at one CPU budget, mean ± sd over seeds, the bars.
+    ``title`` and ``out``: the heading and results file of a second table of the same set (default "Images: DATA
+    on a CPU", the benchmark's default file)."""
     label = res["quality"]["metric"].split(" ")[0]
     rows = []
     for r in image_quality.summary(res):
@@ -113,7 +115,7 @@ def images_section(res: dict[str, Any]) -> str:
     measured = sorted({(e["measured"]["machine"].get("cpu", "?"), e["measured"]["machine"]["date"][:10])
                        for rows_ in res["seeds"].values() for e in rows_.values()})
     budget = res["budget"]
-    return (f"## Images: {res['data']} on a CPU\n\n"
+    return (f"## {title or 'Images: ' + res['data'] + ' on a CPU'}\n\n"
             f"{res['quality']['metric']}; reference: {res['quality']['reference']}; {res['quality']['samples']} "
             f"samples; floor {res['floor']:.2f} (real training images). Budget: {budget['steps']} steps of "
             f"{budget['batch_size']} images for every method, {budget['threads']} CPU thread; TCM = iCT for half "
@@ -122,7 +124,8 @@ def images_section(res: dict[str, Any]) -> str:
             f"× teacher: one-step FD over the diffusion model's at 40 Heun steps, per seed. (b) − (a): two steps "
             f"minus one; two steps are no worse beyond the spread when it is at most its ±. "
             f"Command: `python -m cmtutor.benchmarks.image_quality --data {res['data']} --steps {budget['steps']} "
-            f"--seeds …`; measured on " + "; ".join(f"{c} ({d})" for c, d in measured) + ".\n\n"
+            f"--seeds …{' --out ' + out if out else ''}`; measured on "
+            + "; ".join(f"{c} ({d})" for c, d in measured) + ".\n\n"
             + _md_table(rows, ("method", "seeds", "steps", "CPU s", "sampler", f"{label} (a)", f"{label} (b)",
                                "× teacher", "bar", "met", "(b) − (a)")) + "\n"
             + "".join(f"\n{line}\n" for line in renoise) + _ablations(res, label))
@@ -141,23 +144,30 @@ def _ablations(res: dict[str, Any], label: str) -> str:
 
 
 def teacher_budget_section(res: dict[str, Any]) -> str:
-    """How an image set's teacher improves with training steps (``benchmarks.teacher_budget``)."""
+    """How an image set's teacher improves with training steps (``benchmarks.teacher_budget``): a column per
+    variant and seed."""
     label = res["quality"]["metric"].split(" ")[0]
     seeds = sorted(res["seeds"], key=int)
-    curves = {s: res["seeds"][s]["diffusion"]["curve"] for s in seeds}
+    columns = [(s, name) for s in seeds for name in res["seeds"][s]]
+    curves = {c: {p["step"]: p for p in res["seeds"][c[0]][c[1]]["curve"]} for c in columns}
+    steps = sorted({k for points in curves.values() for k in points})
     rows = []
-    for i, point in enumerate(curves[seeds[0]]):
-        values = [curves[s][i]["fd_ema"] for s in seeds if i < len(curves[s])]
-        per_seed = " / ".join(f"{v:.1f}" for v in values)
-        rows.append({"steps": point["step"], f"{label}, seeds {' / '.join(seeds)}": per_seed,
-                     "× floor (mean)": f"{sum(values) / len(values) / res['floor']:.1f}",
-                     "train CPU s": f"{point['train_cpu_s']:.0f}"})
-    online = " / ".join(f"{res['seeds'][s]['diffusion']['fd_online_at_end']:.1f}" for s in seeds)
-    first = res["seeds"][seeds[0]]["diffusion"]["measured"]
+    for k in steps:
+        row: dict[str, Any] = {"steps": k}
+        for s, name in columns:
+            point = curves[(s, name)].get(k)
+            row[f"{label}: {name}, seed {s}"] = (f"{point['fd_ema']:.1f} ({point['fd_ema'] / res['floor']:.1f}×)"
+                                                 if point else "–")
+        first = curves[columns[0]].get(k)
+        row["train CPU s"] = f"{first['train_cpu_s']:.0f}" if first else "–"  # of the first column
+        rows.append(row)
+    online = "; ".join(f"{name}, seed {s}: {res['seeds'][s][name]['fd_online_at_end']:.1f}" for s, name in columns)
+    commands = "; ".join(sorted({f"`{res['seeds'][s][name]['measured']['command']}`" for s, name in columns}))
+    machines = "; ".join(sorted({_machine(res["seeds"][s][name]["measured"]["machine"]) for s, name in columns}))
     return (f"## Images: how long the {res['data']} teacher must train\n\n"
             f"{res['teacher']}, batch {res['budget']['batch_size']}, 1 CPU thread; {res['quality']['metric']}, floor "
-            f"{res['floor']:.2f}. The sampling EMA's distance every {res['budget']['every']} steps; the online weights "
-            f"at the end: {online}. Command: `{first['command']}`; {_machine(first['machine'])}.\n\n"
+            f"{res['floor']:.2f} (× floor in brackets). The sampling EMA's distance every {res['budget']['every']} "
+            f"steps; the online weights at the end: {online}. Commands: {commands}; {machines}.\n\n"
             + _md_table(rows, tuple(rows[0])) + "\n")
 
 
@@ -204,7 +214,11 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("images_digits", images_section, "python -m cmtutor.benchmarks.image_quality --data digits --seeds 0 1 2"),
     ("images_photos", images_section, "python -m cmtutor.benchmarks.image_quality --data photos --seeds 0 1 2"),
     ("teacher_budget_photos", teacher_budget_section,
-     "python -m cmtutor.benchmarks.teacher_budget --data photos --steps 6000 --seeds 0 1"),
+     "python -m cmtutor.benchmarks.teacher_budget --data photos --steps 5000 --seeds 0"),
+    ("images_photos_5000", lambda res: images_section(res, "Images: photos at 5000 steps (the budget the bars need)",
+                                                      "cmtutor/benchmarks/results/images_photos_5000.json"),
+     "python -m cmtutor.benchmarks.image_quality --data photos --steps 5000 --seeds 0 1 2 "
+     "--out cmtutor/benchmarks/results/images_photos_5000.json"),
     ("throughput_cpu", throughput_section, "python -m cmtutor.benchmarks.throughput --device cpu"),
     ("gpu_check", gpu_check_section, "PYTHONPATH=. python3 -m cmtutor.benchmarks.gpu_check (on a GPU)"),
 ]
@@ -261,15 +275,18 @@ def glance(folder: Path = RESULTS_DIR) -> str:
     if images:
         lines += ["Images on a CPU (one-step Fréchet distance over the teacher's, means over seeds; "
                   "[results.md](docs/results.md)):", "",
-                  "| set | budget | bars met | one step × teacher, by method |", "| --- | --- | --- | --- |"]
+                  "| set | budget | teacher × floor | bars met | one step × teacher, by method |",
+                  "| --- | --- | --- | --- | --- |"]
         for d, res in images:
             rows = image_quality.summary(res)
+            # how far the yardstick itself is from the data: a ratio to a poor teacher tests little
+            teacher = next((f"{r['fd_b'][0] / res['floor']:.1f}" for r in rows if r["method"] == "diffusion"), "–")
             met = [r for r in rows if "bar_met" in r]
             most = max(r["seeds"] for r in rows)  # a method measured on fewer seeds says so
             ratios = ", ".join(f"{r['method']} {r['ratio'][0]:.2f}"
                                + (f" ({r['seeds']} seed{'s' * (r['seeds'] > 1)})" if r["seeds"] < most else "")
                                for r in rows if "ratio" in r)
-            lines.append(f"| {d} | {res['budget']['steps']} steps, {len(res['seeds'])} seeds | "
+            lines.append(f"| {d} | {res['budget']['steps']} steps, {len(res['seeds'])} seeds | {teacher} | "
                          f"{sum(r['bar_met'] for r in met)} / {len(met)} | {ratios} |")
         lines.append("")
     claims = [(c["claim"], c["verdict"]) for name in STUDIES if (folder / f"{name}.json").exists()

@@ -1,18 +1,21 @@
 """How long an image set's diffusion teacher must train before the image benchmark's bars can be judged.
 
-    python -m cmtutor.benchmarks.teacher_budget --data photos --steps 6000 --seeds 0   # results/teacher_budget_photos.json
+    python -m cmtutor.benchmarks.teacher_budget --data photos --steps 5000 --seeds 0   # results/teacher_budget_photos.json
+    python -m cmtutor.benchmarks.teacher_budget --data photos --steps 5000 --seeds 0 --set lr_decay=cosine
 
 Every consistency method's bar in :mod:`cmtutor.benchmarks.image_quality` is a ratio to the diffusion teacher
 trained at the same budget. While the teacher is far from the set's floor and still falling fast, that ratio
 measures how fast two methods start, not what they reach (docs/defaults.md#the-photos-budget). This trains the
 teacher with the benchmark's settings (:func:`cmtutor.benchmarks.image_quality.config`, one CPU thread) and
 records the FD of its sampling EMA at 40 Heun steps every ``--every`` steps, and of the online weights at the
-end. Each seed's curve is merged into the results file under a lock, so seeds can run as separate processes.
+end. ``--set KEY=VALUE`` changes a setting of the teacher (a row of its own, named after the changes). Each
+seed's curve is merged into the results file under a lock, so seeds and variants can run as separate processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +24,14 @@ from typing import Any
 import torch
 
 from cmtutor.benchmarks.common import machine, say
-from cmtutor.benchmarks.image_quality import N_EVAL, RESULTS_DIR, SETS, config, merge_row
+from cmtutor.benchmarks.image_quality import (
+    N_EVAL,
+    RESULTS_DIR,
+    SETS,
+    config,
+    merge_row,
+)
+from cmtutor.errors import UserError
 from cmtutor.training.loop import train_steps
 from cmtutor.training.run import build_run
 
@@ -33,10 +43,30 @@ def results_path(data: str) -> Path:
     return RESULTS_DIR / f"teacher_budget_{data}.json"
 
 
-def curve(data: str, steps: int, every: int, seed: int, batch_size: int = 64) -> dict[str, Any]:
+def row_name(changes: dict[str, Any]) -> str:
+    """The results file's name of a variant: "diffusion", or "diffusion, lr_decay=cosine"."""
+    return ", ".join(["diffusion", *(f"{k}={v}" for k, v in sorted(changes.items()))])
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (VALUE as JSON where it parses, else a string) for :func:`config`."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def curve(data: str, steps: int, every: int, seed: int, batch_size: int = 64,
+          changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """The teacher's FD every ``every`` steps up to ``steps`` (EMA weights), and the online weights' at the end."""
     fd, n = SETS[data], N_EVAL[data]
-    run = build_run(config("diffusion", data, steps, batch_size, seed))
+    run = build_run(config("diffusion", data, steps, batch_size, seed, **(changes or {})))
     points, start, evaluating = [], time.process_time(), 0.0
     for logs in train_steps(run):
         k = int(logs["step"])
@@ -59,7 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--out", help="results file (default: cmtutor/benchmarks/results/teacher_budget_DATA.json)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="a teacher setting to change, e.g. --set lr_decay=cosine (repeatable; a row of its own)")
     args = p.parse_args(argv)
+    try:
+        changes = parse_sets(args.sets)
+        config("diffusion", args.data, args.steps, args.batch_size, 0, **changes)  # a bad setting fails here
+    except (ValueError, UserError) as exc:
+        p.error(str(exc))
+    except TypeError as exc:  # TrainConfig has no such field
+        p.error(f"unknown setting in --set: {exc}")
     torch.set_num_threads(1)  # as the image benchmark: CPU seconds comparable with its table
     out = Path(args.out) if args.out else results_path(args.data)
     command = "python -m cmtutor.benchmarks.teacher_budget " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -69,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
               "quality": fd.protocol(N_EVAL[args.data]), "floor": round(fd.floor(N_EVAL[args.data]), 3),
               "teacher": f"the diffusion model at {TEACHER_STEPS} Heun steps, the image benchmark's settings"}
     for seed in args.seeds:
-        entry = {**curve(args.data, args.steps, args.every, seed, args.batch_size),
+        entry = {**curve(args.data, args.steps, args.every, seed, args.batch_size, changes), "changes": changes,
                  "measured": {"command": command, "machine": machine()}}
-        merge_row(out, header, seed, "diffusion", entry)
+        merge_row(out, header, seed, row_name(changes), entry)
     say(f"results: {out}")
     return 0
 

@@ -14,6 +14,8 @@ from cmtutor.errors import UserError
 EMA_WARMUPS = ("none", "power")
 #: How multistep consistency sampling pairs its fresh noise with the samples (``TrainConfig.renoise``).
 RENOISES = ("independent", "ot")
+#: The learning rate after the warm-up (``TrainConfig.lr_decay``; cmtutor.training.run.lr_lambda)
+LR_DECAYS = ("constant", "cosine")
 
 
 @dataclass
@@ -65,6 +67,8 @@ class TrainConfig:
             raise UserError(f"ema_warmup must be one of {', '.join(EMA_WARMUPS)}; got {self.ema_warmup!r}")
         if self.renoise not in RENOISES:
             raise UserError(f"renoise must be one of {', '.join(RENOISES)}; got {self.renoise!r}")
+        if self.lr_decay not in LR_DECAYS:  # anything else used to train at a constant rate silently
+            raise UserError(f"lr_decay must be one of {', '.join(LR_DECAYS)}; got {self.lr_decay!r}")
 
     def sampling_decay(self, decay: float, step: int) -> float:
         """The decay of a sampling EMA (cap ``decay``) for the update after ``step`` steps, with this run's warm-up."""

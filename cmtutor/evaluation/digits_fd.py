@@ -24,7 +24,7 @@ DigitsClassifier = SmallClassifier
 
 
 def classifier() -> tuple[SmallClassifier, float]:
-    """The digits classifier and its held-out accuracy (trained once, cached)."""
+    """The digits classifier and its held-out accuracy (shipped with the package; see classifier_fd)."""
     return DIGITS.classifier()
 
 

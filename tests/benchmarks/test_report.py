@@ -43,3 +43,11 @@ def test_a_new_results_file_changes_the_page_and_the_glance(tmp_path: Path) -> N
 def test_a_readme_without_the_block_is_an_error() -> None:
     with pytest.raises(ValueError, match="results:begin"):
         report.with_glance("no block here")
+
+
+def test_the_glance_says_how_far_each_image_teacher_is_from_its_floor(tmp_path: Path) -> None:
+    res = json.loads((RESULTS_DIR / "images_digits.json").read_text())
+    teacher = [s["diffusion"]["fd_40step"] for s in res["seeds"].values()]
+    res["floor"] = sum(teacher) / len(teacher) / 4  # a teacher 4× its floor
+    (tmp_path / "images_digits.json").write_text(json.dumps(res))
+    assert f"| digits | {res['budget']['steps']} steps, {len(teacher)} seeds | 4.0 |" in report.glance(tmp_path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cmtutor.benchmarks import teacher_budget
 from cmtutor.benchmarks.report import teacher_budget_section
 
@@ -22,5 +24,20 @@ def test_a_tiny_curve_merges_seeds_and_renders(tmp_path: Path, data_root: Path, 
     row = res["seeds"]["1"]["diffusion"]
     assert [p["step"] for p in row["curve"]] == [2, 4] and row["fd_online_at_end"] > 0
     assert row["curve"][0]["train_cpu_s"] <= row["curve"][1]["train_cpu_s"]
+    assert teacher_budget.main(["--data", "digits", "--steps", "4", "--every", "2", "--seeds", "1", "--out", str(out),
+                                "--set", "lr_decay=cosine"]) == 0  # a variant: a row of its own beside the default
+    res = json.loads(out.read_text())
+    assert sorted(res["seeds"]["1"]) == ["diffusion", "diffusion, lr_decay=cosine"]
+    assert res["seeds"]["1"]["diffusion, lr_decay=cosine"]["changes"] == {"lr_decay": "cosine"}
     page = teacher_budget_section(res)
     assert "how long the digits teacher must train" in page and "| 4 |" in page
+    assert "diffusion, lr_decay=cosine, seed 1" in page and "diffusion, seed 0" in page
+
+
+@pytest.mark.parametrize("bad, says", [("bogus=1", "unknown setting"), ("lr_decay=linear", "lr_decay must be one of"),
+                                       ("lr_decay", "KEY=VALUE")])
+def test_a_bad_setting_is_refused_before_training(bad: str, says: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        teacher_budget.main(["--data", "digits", "--steps", "4", "--set", bad, "--out", str(tmp_path / "x.json")])
+    assert says in capsys.readouterr().err and not (tmp_path / "x.json").exists()
