@@ -84,7 +84,7 @@ def curve(data: str, steps: int, every: int, seed: int, batch_size: int = 64,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cmtutor.benchmarks.teacher_budget", description=__doc__.split("\n")[0])
     p.add_argument("--data", choices=sorted(SETS), default="photos")
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--every", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
