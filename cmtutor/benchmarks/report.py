@@ -156,8 +156,10 @@ def teacher_budget_section(res: dict[str, Any]) -> str:
         row: dict[str, Any] = {"steps": k}
         for s, name in columns:
             point = curves[(s, name)].get(k)
-            row[f"{label}: {name}, seed {s}"] = (f"{point['fd_ema']:.1f} ({point['fd_ema'] / res['floor']:.1f}×)"
-                                                 if point else "–")
+            cell = f"{point['fd_ema']:.1f} ({point['fd_ema'] / res['floor']:.1f}×)" if point else "–"
+            if point and "fd_online" in point:  # curves measured since the online weights were tracked too
+                cell += f"; online {point['fd_online']:.1f}"
+            row[f"{label}: {name}, seed {s}"] = cell
         first = curves[columns[0]].get(k)
         row["train CPU s"] = f"{first['train_cpu_s']:.0f}" if first else "–"  # of the first column
         rows.append(row)
@@ -166,9 +168,35 @@ def teacher_budget_section(res: dict[str, Any]) -> str:
     machines = "; ".join(sorted({_machine(res["seeds"][s][name]["measured"]["machine"]) for s, name in columns}))
     return (f"## Images: how long the {res['data']} teacher must train\n\n"
             f"{res['teacher']}, batch {res['budget']['batch_size']}, 1 CPU thread; {res['quality']['metric']}, floor "
-            f"{res['floor']:.2f} (× floor in brackets). The sampling EMA's distance every {res['budget']['every']} "
-            f"steps; the online weights at the end: {online}. Commands: {commands}; {machines}.\n\n"
+            f"{res['floor']:.2f} (× floor in brackets). The sampling EMA's distance at each point (and the online "
+            f"weights' where measured); the online weights at the end: {online}. Commands: {commands}; {machines}.\n\n"
             + _md_table(rows, tuple(rows[0])) + "\n")
+
+
+def teacher_swings_section(res: dict[str, Any]) -> str:
+    """What moves an image teacher's FD between checkpoints (``benchmarks.teacher_swings``): per seed and step, each
+    set of weights' FD, with its samples' colour shift removed, and with their colour matched."""
+    label = res["quality"]["metric"].split(" ")[0]
+    rows = []
+    for seed in sorted(res["seeds"], key=int):
+        for point in res["seeds"][seed]["diffusion"]["points"]:
+            for name in res["samplers"]:
+                m = point[name]
+                rows.append({"seed": seed, "steps": point["step"], "weights, sampler": name, label: f"{m['fd']:.1f}",
+                             "colour shift (0–255)": f"{m['colour_shift_norm']:.1f}",
+                             "contrast (R, G, B)": ", ".join(f"{v:.2f}" for v in m["contrast_ratio"]),
+                             "shift removed": f"{m['fd_shift_removed']:.1f}",
+                             "colour matched": f"{m['fd_colour_matched']:.1f}"})
+    entries = [e for per_seed in res["seeds"].values() for e in per_seed.values()]
+    commands = "; ".join(sorted({f"`{e['measured']['command']}`" for e in entries}))
+    machines = "; ".join(sorted({_machine(e["measured"]["machine"]) for e in entries}))
+    names = "; ".join(f"`{k}`: {v}" for k, v in res["samplers"].items())
+    return (f"## Images: what moves the {res['data']} teacher's distance\n\n"
+            f"{res['quality']['metric']}, floor {res['floor']:.2f}. {names}. The colour shift is the norm of the "
+            f"samples' per-channel mean minus the reference's; the contrast their per-channel standard deviation over "
+            f"the reference's; the last two columns are the distance with the shift removed and with each channel's "
+            f"mean and deviation matched (why: [defaults.md](defaults.md#the-photos-budget)). Commands: {commands}; "
+            f"{machines}.\n\n" + _md_table(rows, tuple(rows[0])) + "\n")
 
 
 def throughput_section(res: dict[str, Any]) -> str:
@@ -215,6 +243,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("images_photos", images_section, "python -m cmtutor.benchmarks.image_quality --data photos --seeds 0 1 2"),
     ("teacher_budget_photos", teacher_budget_section,
      "python -m cmtutor.benchmarks.teacher_budget --data photos --steps 5000 --seeds 0"),
+    ("teacher_swings_photos", teacher_swings_section, "python -m cmtutor.benchmarks.teacher_swings --data photos --seeds 1"),
     ("images_photos_5000", lambda res: images_section(res, "Images: photos at 5000 steps (the budget the bars need)",
                                                       "cmtutor/benchmarks/results/images_photos_5000.json"),
      "python -m cmtutor.benchmarks.image_quality --data photos --steps 5000 --seeds 0 1 2 "

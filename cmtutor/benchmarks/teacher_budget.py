@@ -7,8 +7,7 @@ Every consistency method's bar in :mod:`cmtutor.benchmarks.image_quality` is a r
 trained at the same budget. While the teacher is far from the set's floor and still falling fast, that ratio
 measures how fast two methods start, not what they reach (docs/defaults.md#the-photos-budget). This trains the
 teacher with the benchmark's settings (:func:`cmtutor.benchmarks.image_quality.config`, one CPU thread) and
-records the FD of its sampling EMA at 40 Heun steps every ``--every`` steps, and of the online weights at the
-end. ``--set KEY=VALUE`` changes a setting of the teacher (a row of its own, named after the changes). Each
+records the FD of its sampling EMA and of its online weights at 40 Heun steps every ``--every`` steps. ``--set KEY=VALUE`` changes a setting of the teacher (a row of its own, named after the changes). Each
 seed's curve is merged into the results file under a lock, so seeds and variants can run as separate processes.
 """
 
@@ -73,12 +72,13 @@ def curve(data: str, steps: int, every: int, seed: int, batch_size: int = 64,
         if k % every == 0 or k == steps:
             t = time.process_time()
             value = fd.fd(run.sampler().sample_images(n, steps=TEACHER_STEPS, seed=seed))
-            points.append({"step": k, "fd_ema": round(value, 3), "loss": round(float(logs["loss"]), 5),
+            online = fd.fd(run.sampler(weights="online").sample_images(n, steps=TEACHER_STEPS, seed=seed))
+            points.append({"step": k, "fd_ema": round(value, 3), "fd_online": round(online, 3),
+                           "loss": round(float(logs["loss"]), 5),
                            "train_cpu_s": round(t - start - evaluating, 1)})  # evaluation is not training time
             evaluating += time.process_time() - t
-            say(f"seed {seed} step {k}: FD {value:.1f} (EMA)")
-    online = fd.fd(run.sampler(weights="online").sample_images(n, steps=TEACHER_STEPS, seed=seed))
-    return {"curve": points, "fd_online_at_end": round(online, 3)}
+            say(f"seed {seed} step {k}: FD {value:.1f} (EMA), {online:.1f} (online)")
+    return {"curve": points, "fd_online_at_end": points[-1]["fd_online"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ def test_a_tiny_curve_merges_seeds_and_renders(tmp_path: Path, data_root: Path, 
     assert sorted(res["seeds"]) == ["0", "1"]
     row = res["seeds"]["1"]["diffusion"]
     assert [p["step"] for p in row["curve"]] == [2, 4] and row["fd_online_at_end"] > 0
+    assert all(p["fd_online"] > 0 for p in row["curve"]) and row["fd_online_at_end"] == row["curve"][-1]["fd_online"]
     assert row["curve"][0]["train_cpu_s"] <= row["curve"][1]["train_cpu_s"]
     assert teacher_budget.main(["--data", "digits", "--steps", "4", "--every", "2", "--seeds", "1", "--out", str(out),
                                 "--set", "lr_decay=cosine"]) == 0  # a variant: a row of its own beside the default
@@ -30,7 +31,7 @@ def test_a_tiny_curve_merges_seeds_and_renders(tmp_path: Path, data_root: Path, 
     assert sorted(res["seeds"]["1"]) == ["diffusion", "diffusion, lr_decay=cosine"]
     assert res["seeds"]["1"]["diffusion, lr_decay=cosine"]["changes"] == {"lr_decay": "cosine"}
     page = teacher_budget_section(res)
-    assert "how long the digits teacher must train" in page and "| 4 |" in page
+    assert "how long the digits teacher must train" in page and "| 4 |" in page and "; online " in page
     assert "diffusion, lr_decay=cosine, seed 1" in page and "diffusion, seed 0" in page
 
 
