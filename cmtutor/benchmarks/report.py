@@ -44,6 +44,14 @@ def _machine(m: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p)
 
 
+def _cpu(m: dict[str, Any]) -> str:
+    """The CPU's name without trademarks and filler ("Intel Xeon", "AMD EPYC")."""
+    name = m.get("cpu", "?")
+    for word in ("(R)", "(TM)", " Processor", " CPU"):
+        name = name.replace(word, "")
+    return " ".join(name.split())
+
+
 def _two(r: dict[str, Any], key: str, se: str) -> str:
     return "–" if r.get(key) is None else f"{r[key]:.2f} ± {r[se] or 0.0:.2f}"
 
@@ -144,58 +152,68 @@ def _ablations(res: dict[str, Any], label: str) -> str:
 
 
 def teacher_budget_section(res: dict[str, Any]) -> str:
-    """How an image set's teacher improves with training steps (``benchmarks.teacher_budget``): a column per
-    variant and seed."""
+    """How an image set's teacher improves with training steps (``benchmarks.teacher_budget``): a row per variant,
+    seed and set of weights (the sampling EMA, the online weights), a column per measured step."""
     label = res["quality"]["metric"].split(" ")[0]
-    seeds = sorted(res["seeds"], key=int)
-    columns = [(s, name) for s in seeds for name in res["seeds"][s]]
-    curves = {c: {p["step"]: p for p in res["seeds"][c[0]][c[1]]["curve"]} for c in columns}
-    steps = sorted({k for points in curves.values() for k in points})
+    entries = sorted(((name, s, e) for s, per_seed in res["seeds"].items() for name, e in per_seed.items()),
+                     key=lambda t: (t[0] != "diffusion", t[0], int(t[1])))  # the default first, then the variants
+    steps = sorted({p["step"] for _, _, e in entries for p in e["curve"]})
     rows = []
-    for k in steps:
-        row: dict[str, Any] = {"steps": k}
-        for s, name in columns:
-            point = curves[(s, name)].get(k)
-            cell = f"{point['fd_ema']:.1f} ({point['fd_ema'] / res['floor']:.1f}×)" if point else "–"
-            if point and "fd_online" in point:  # curves measured since the online weights were tracked too
-                cell += f"; online {point['fd_online']:.1f}"
-            row[f"{label}: {name}, seed {s}"] = cell
-        first = curves[columns[0]].get(k)
-        row["train CPU s"] = f"{first['train_cpu_s']:.0f}" if first else "–"  # of the first column
-        rows.append(row)
-    online = "; ".join(f"{name}, seed {s}: {res['seeds'][s][name]['fd_online_at_end']:.1f}" for s, name in columns)
-    commands = "; ".join(sorted({f"`{res['seeds'][s][name]['measured']['command']}`" for s, name in columns}))
-    machines = "; ".join(sorted({_machine(res["seeds"][s][name]["measured"]["machine"]) for s, name in columns}))
+    for name, s, e in entries:
+        end = e["curve"][-1]
+        # curves measured before the online weights were tracked at every step hold them at the end only
+        points = {p["step"]: p for p in e["curve"]} | {end["step"]: {"fd_online": e["fd_online_at_end"], **end}}
+        for weights, key in (("EMA", "fd_ema"), ("online", "fd_online")):
+            row: dict[str, Any] = {"variant": name, "seed": s, "weights": weights}
+            for k in steps:
+                row[str(k)] = f"{points[k][key]:.0f}" if k in points and key in points[k] else "–"
+            row["× floor at end"] = f"{points[end['step']][key] / res['floor']:.1f}"
+            # one checkpoint's distance swings by up to 4×: the second half's mean is steadier
+            late = [p[key] for k, p in points.items() if key in p and k > res["budget"]["steps"] / 2]
+            row["mean, 2nd half"] = f"{sum(late) / len(late):.0f}" if weights == "EMA" else ""
+            row["train CPU s"] = f"{end['train_cpu_s']:.0f}" if weights == "EMA" else ""
+            # the same seed and settings train differently on another CPU (docs/defaults.md#the-photos-budget)
+            row["CPU"] = _cpu(e["measured"]["machine"])
+            rows.append(row)
+    commands = "; ".join(sorted({f"`{e['measured']['command']}`" for _, _, e in entries}))
+    machines = "; ".join(sorted({_machine(e["measured"]["machine"]) for _, _, e in entries}))
+    batches = ", ".join(str(b) for b in sorted({e.get("batch_size", 64) for _, _, e in entries}))
     return (f"## Images: how long the {res['data']} teacher must train\n\n"
-            f"{res['teacher']}, batch {res['budget']['batch_size']}, 1 CPU thread; {res['quality']['metric']}, floor "
-            f"{res['floor']:.2f} (× floor in brackets). The sampling EMA's distance at each point (and the online "
-            f"weights' where measured); the online weights at the end: {online}. Commands: {commands}; {machines}.\n\n"
+            f"{res['teacher']}, batch {batches} (as the variant's name says), 1 CPU thread; "
+            f"{res['quality']['metric']}, floor {res['floor']:.2f}. {label} of the sampling EMA and of the online "
+            f"weights at each step (– not measured). Commands: {commands}; {machines}.\n\n"
             + _md_table(rows, tuple(rows[0])) + "\n")
 
 
-def teacher_swings_section(res: dict[str, Any]) -> str:
+def teacher_swings_section(res: dict[str, Any], title: str = "what moves the {data} teacher's distance") -> str:
     """What moves an image teacher's FD between checkpoints (``benchmarks.teacher_swings``): per seed and step, each
     set of weights' FD, with its samples' colour shift removed, and with their colour matched."""
     label = res["quality"]["metric"].split(" ")[0]
     rows = []
     for seed in sorted(res["seeds"], key=int):
         for point in res["seeds"][seed]["diffusion"]["points"]:
-            for name in res["samplers"]:
+            for name in (name for name in res["samplers"] if name in point):  # split hybrids: not at the first
                 m = point[name]
                 rows.append({"seed": seed, "steps": point["step"], "weights, sampler": name, label: f"{m['fd']:.1f}",
                              "colour shift (0–255)": f"{m['colour_shift_norm']:.1f}",
                              "contrast (R, G, B)": ", ".join(f"{v:.2f}" for v in m["contrast_ratio"]),
                              "shift removed": f"{m['fd_shift_removed']:.1f}",
-                             "colour matched": f"{m['fd_colour_matched']:.1f}"})
+                             "colour matched": f"{m['fd_colour_matched']:.1f}",
+                             # measured since the balance was recorded (docs/defaults.md#the-photos-budget)
+                             "region TV": f"{m['region_tv']:.2f}" if "region_tv" in m else "–",
+                             "balanced": f"{m['fd_balanced']:.1f}" if "fd_balanced" in m else "–"})
     entries = [e for per_seed in res["seeds"].values() for e in per_seed.values()]
     commands = "; ".join(sorted({f"`{e['measured']['command']}`" for e in entries}))
     machines = "; ".join(sorted({_machine(e["measured"]["machine"]) for e in entries}))
     names = "; ".join(f"`{k}`: {v}" for k, v in res["samplers"].items())
-    return (f"## Images: what moves the {res['data']} teacher's distance\n\n"
+    return (f"## Images: {title.format(data=res['data'])}\n\n"
             f"{res['quality']['metric']}, floor {res['floor']:.2f}. {names}. The colour shift is the norm of the "
             f"samples' per-channel mean minus the reference's; the contrast their per-channel standard deviation over "
-            f"the reference's; the last two columns are the distance with the shift removed and with each channel's "
-            f"mean and deviation matched (why: [defaults.md](defaults.md#the-photos-budget)). Commands: {commands}; "
+            f"the reference's; then the distance with the shift removed and with each channel's mean and deviation "
+            f"matched; the region TV is the total variation between the samples' and the reference's histograms of "
+            f"the classifier's predicted class (photo and region), and the balanced distance weights the samples so "
+            f"that their histogram is the reference's (why: [defaults.md](defaults.md#the-photos-budget)). "
+            f"Commands: {commands}; "
             f"{machines}.\n\n" + _md_table(rows, tuple(rows[0])) + "\n")
 
 
@@ -243,7 +261,15 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("images_photos", images_section, "python -m cmtutor.benchmarks.image_quality --data photos --seeds 0 1 2"),
     ("teacher_budget_photos", teacher_budget_section,
      "python -m cmtutor.benchmarks.teacher_budget --data photos --steps 5000 --seeds 0"),
-    ("teacher_swings_photos", teacher_swings_section, "python -m cmtutor.benchmarks.teacher_swings --data photos --seeds 1"),
+    ("teacher_budget_digits", teacher_budget_section,
+     "python -m cmtutor.benchmarks.teacher_budget --data digits --steps 2000 --every 500 --seeds 0"),
+    ("teacher_swings_photos", teacher_swings_section,
+     "python -m cmtutor.benchmarks.teacher_swings --data photos --seeds 1"),
+    ("teacher_swings_photos_split",
+     lambda res: teacher_swings_section(res, "what moves the {data} teacher's distance: its mix of regions, "
+                                            "its noise levels"),
+     "python -m cmtutor.benchmarks.teacher_swings --data photos --seeds 0 2 --samplers ema online mean split "
+     "--out cmtutor/benchmarks/results/teacher_swings_photos_split.json"),
     ("images_photos_5000", lambda res: images_section(res, "Images: photos at 5000 steps (the budget the bars need)",
                                                       "cmtutor/benchmarks/results/images_photos_5000.json"),
      "python -m cmtutor.benchmarks.image_quality --data photos --steps 5000 --seeds 0 1 2 "

@@ -1,20 +1,23 @@
 """How long an image set's diffusion teacher must train before the image benchmark's bars can be judged.
 
-    python -m cmtutor.benchmarks.teacher_budget --data photos --steps 5000 --seeds 0   # results/teacher_budget_photos.json
+    python -m cmtutor.benchmarks.teacher_budget --data photos --seeds 0   # results/teacher_budget_photos.json
     python -m cmtutor.benchmarks.teacher_budget --data photos --steps 5000 --seeds 0 --set lr_decay=cosine
 
 Every consistency method's bar in :mod:`cmtutor.benchmarks.image_quality` is a ratio to the diffusion teacher
 trained at the same budget. While the teacher is far from the set's floor and still falling fast, that ratio
 measures how fast two methods start, not what they reach (docs/defaults.md#the-photos-budget). This trains the
 teacher with the benchmark's settings (:func:`cmtutor.benchmarks.image_quality.config`, one CPU thread) and
-records the FD of its sampling EMA and of its online weights at 40 Heun steps every ``--every`` steps. ``--set KEY=VALUE`` changes a setting of the teacher (a row of its own, named after the changes). Each
-seed's curve is merged into the results file under a lock, so seeds and variants can run as separate processes.
+records the FD of its sampling EMA and of its online weights at 40 Heun steps every ``--every`` steps.
+``--set KEY=VALUE`` changes a setting of the teacher and ``--batch-size`` its batch (a row of its own, named after the
+changes). Each seed's curve is merged into the results file under a lock, so seeds and variants can run as separate
+processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -42,9 +45,17 @@ def results_path(data: str) -> Path:
     return RESULTS_DIR / f"teacher_budget_{data}.json"
 
 
-def row_name(changes: dict[str, Any]) -> str:
-    """The results file's name of a variant: "diffusion", or "diffusion, lr_decay=cosine"."""
-    return ", ".join(["diffusion", *(f"{k}={v}" for k, v in sorted(changes.items()))])
+#: the image benchmark's batch size; another is a variant of its own (twice the batch, twice the compute per step)
+BENCHMARK_BATCH = 64
+
+
+def row_name(changes: dict[str, Any], batch_size: int = BENCHMARK_BATCH) -> str:
+    """The results file's name of a variant: "diffusion", "diffusion, lr_decay=cosine", "diffusion, hp.p_mean=-0.4"
+    or "diffusion, batch 128"."""
+    batch = [f"batch {batch_size}"] if batch_size != BENCHMARK_BATCH else []
+    flat = {f"{k}.{kk}" if isinstance(v, dict) else k: vv  # hp={"p_mean": -0.4} reads hp.p_mean=-0.4
+            for k, v in changes.items() for kk, vv in (v.items() if isinstance(v, dict) else [(k, v)])}
+    return ", ".join(["diffusion", *(f"{k}={v}" for k, v in sorted(flat.items())), *batch])
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", choices=sorted(SETS), default="photos")
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--every", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=BENCHMARK_BATCH, help="another than 64 is a variant of its own")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--out", help="results file (default: cmtutor/benchmarks/results/teacher_budget_DATA.json)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
@@ -101,16 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown setting in --set: {exc}")
     torch.set_num_threads(1)  # as the image benchmark: CPU seconds comparable with its table
     out = Path(args.out) if args.out else results_path(args.data)
-    command = "python -m cmtutor.benchmarks.teacher_budget " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m cmtutor.benchmarks.teacher_budget " + shlex.join(sys.argv[1:] if argv is None else argv)
     fd = SETS[args.data]
-    header = {"data": args.data, "budget": {"steps": args.steps, "every": args.every, "batch_size": args.batch_size,
-                                            "threads": 1},
+    # the steps are the budget; how often it is measured and the batch are the row's (variants of one file)
+    header = {"data": args.data, "budget": {"steps": args.steps, "threads": 1},
               "quality": fd.protocol(N_EVAL[args.data]), "floor": round(fd.floor(N_EVAL[args.data]), 3),
               "teacher": f"the diffusion model at {TEACHER_STEPS} Heun steps, the image benchmark's settings"}
     for seed in args.seeds:
         entry = {**curve(args.data, args.steps, args.every, seed, args.batch_size, changes), "changes": changes,
+                 "every": args.every, "batch_size": args.batch_size,
                  "measured": {"command": command, "machine": machine()}}
-        merge_row(out, header, seed, row_name(changes), entry)
+        merge_row(out, header, seed, row_name(changes, args.batch_size), entry)
     say(f"results: {out}")
     return 0
 

@@ -158,6 +158,12 @@ class ClassifierFD:
         with torch.no_grad():
             return model.features(to_input(images)).double().numpy()
 
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The classifier's predicted class [N] (int64) of uint8 images shaped like the set's."""
+        model, _ = self.classifier()
+        with torch.no_grad():
+            return model(to_input(images)).argmax(1).numpy()
+
     def extractor(self) -> FeatureExtractor:
         """The classifier's features as a :class:`FeatureExtractor` (inputs [B, 3, H, W] in [0, 255])."""
         model, _ = self.classifier()
