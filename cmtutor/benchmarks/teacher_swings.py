@@ -1,4 +1,4 @@
-"""Why an image teacher's FD swings between checkpoints: its samples' colour, its weights' noise, or its sampler.
+"""Why an image teacher's FD swings between checkpoints: its colour, weights, sampler, mix of regions, noise levels.
 
     python -m cmtutor.benchmarks.teacher_swings --data photos --seeds 1   # results/teacher_swings_photos.json
 
@@ -181,11 +181,12 @@ def swings(data: str, steps: int, every: int, start: int, seed: int, windows: li
             chosen["online"] = (run.sampler(weights="online"), TEACHER_STEPS)
         if "mean" in samplers:
             chosen.update({f"mean_{w}": (averaged(run, snapshots, w), TEACHER_STEPS) for w in windows})
-        current = copy.deepcopy(run.nets.ema.module).eval()
-        if "split" in samplers and previous is not None:  # which noise levels carry the change since the last point
-            chosen["high_prev"] = (split(run, previous, current, split_sigma), TEACHER_STEPS)
-            chosen["low_prev"] = (split(run, current, previous, split_sigma), TEACHER_STEPS)
-        previous = current
+        if "split" in samplers:  # which noise levels carry the change since the last point
+            current = copy.deepcopy(run.nets.ema.module).eval()
+            if previous is not None:
+                chosen["high_prev"] = (split(run, previous, current, split_sigma), TEACHER_STEPS)
+                chosen["low_prev"] = (split(run, current, previous, split_sigma), TEACHER_STEPS)
+            previous = current
         point: dict[str, Any] = {"step": k, "loss": round(float(logs["loss"]), 5)}
         for name, (sampler, heun) in chosen.items():
             point[name] = measure(fd, sampler.sample_images(n, steps=heun, seed=seed))

@@ -151,18 +151,21 @@ class ClassifierFD:
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """The 64-d features [N, 64] (float64) of uint8 images shaped like the set's."""
-        want = self.data()[0].shape[1:]
-        if images.shape[1:] != want:
-            raise ValueError(f"{self.label} needs images [N, {', '.join(map(str, want))}], got {images.shape}")
         model, _ = self.classifier()
         with torch.no_grad():
-            return model.features(to_input(images)).double().numpy()
+            return model.features(self._input(images)).double().numpy()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The classifier's predicted class [N] (int64) of uint8 images shaped like the set's."""
         model, _ = self.classifier()
         with torch.no_grad():
-            return model(to_input(images)).argmax(1).numpy()
+            return model(self._input(images)).argmax(1).numpy()
+
+    def _input(self, images: np.ndarray) -> Tensor:
+        want = self.data()[0].shape[1:]
+        if images.shape[1:] != want:
+            raise ValueError(f"{self.label} needs images [N, {', '.join(map(str, want))}], got {images.shape}")
+        return to_input(images)
 
     def extractor(self) -> FeatureExtractor:
         """The classifier's features as a :class:`FeatureExtractor` (inputs [B, 3, H, W] in [0, 255])."""
