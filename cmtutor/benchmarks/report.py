@@ -177,7 +177,7 @@ def teacher_budget_section(res: dict[str, Any]) -> str:
             rows.append(row)
     commands = "; ".join(sorted({f"`{e['measured']['command']}`" for _, _, e in entries}))
     machines = "; ".join(sorted({_machine(e["measured"]["machine"]) for _, _, e in entries}))
-    batches = ", ".join(str(b) for b in sorted({e.get("batch_size", 64) for _, _, e in entries}))
+    batches = ", ".join(str(b) for b in sorted({e["batch_size"] for _, _, e in entries}))
     return (f"## Images: how long the {res['data']} teacher must train\n\n"
             f"{res['teacher']}, batch {batches} (as the variant's name says), 1 CPU thread; "
             f"{res['quality']['metric']}, floor {res['floor']:.2f}. {label} of the sampling EMA and of the online "

@@ -89,16 +89,17 @@ def colour_matched(samples: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def histogram(classes: np.ndarray, k: int) -> np.ndarray:
-    """The share of each of ``k`` classes among the labels ``classes``."""
-    return np.bincount(classes, minlength=k) / len(classes)
+def mixes(classes: np.ndarray, reference_classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The share of each class among the samples' labels and among the reference's (over the classes either has)."""
+    k = int(max(classes.max(), reference_classes.max())) + 1
+    return (np.bincount(classes, minlength=k) / len(classes),
+            np.bincount(reference_classes, minlength=k) / len(reference_classes))
 
 
 def balance_weights(classes: np.ndarray, reference_classes: np.ndarray) -> tuple[np.ndarray, float]:
     """Weights of the samples (summing to 1) that give their classes the reference's histogram, and the reference's
     share of the classes no sample has (that share cannot be restored; the rest is rescaled to sum to 1)."""
-    k = int(max(classes.max(), reference_classes.max())) + 1
-    p, q = histogram(classes, k), histogram(reference_classes, k)
+    p, q = mixes(classes, reference_classes)
     missing = float(q[p == 0].sum())
     w = q[classes] / p[classes]
     return w / w.sum(), missing
@@ -114,8 +115,8 @@ def balance(fd: ClassifierFD, samples: np.ndarray) -> dict[str, Any]:
     """How far the samples' mix of predicted classes is from the reference's, and their FD with that mix corrected."""
     reference = fd.data()[2]
     classes, reference_classes = fd.predict(samples), fd.predict(reference)
-    k = int(max(classes.max(), reference_classes.max())) + 1
-    tv = 0.5 * float(np.abs(histogram(classes, k) - histogram(reference_classes, k)).sum())
+    p, q = mixes(classes, reference_classes)
+    tv = 0.5 * float(np.abs(p - q).sum())
     weights, missing = balance_weights(classes, reference_classes)
     balanced = frechet_distance(*weighted_stats(fd.features(samples), weights),
                                 *feature_stats(fd.features(reference)))
@@ -142,6 +143,11 @@ def summary(m: dict[str, Any]) -> str:
             f"{m['fd_colour_matched']:.1f}, TV {m['region_tv']:.2f}, balanced {m['fd_balanced']:.1f})")
 
 
+def sampler_of(run: Run, model: torch.nn.Module) -> Sampler:
+    """A sampler of ``model`` with the run's settings (:meth:`Run.sampler` samples only the run's own weights)."""
+    return Sampler(model, run.cfg, run.standardizer, run.dim, teacher=run.nets.teacher)
+
+
 def averaged(run: Run, snapshots: deque[tuple[int, list[torch.Tensor]]], window: int) -> Sampler:
     """A sampler of the uniform average of the online snapshots of the last ``window`` steps."""
     kept = [w for k, w in snapshots if k > run.step - window]
@@ -149,13 +155,12 @@ def averaged(run: Run, snapshots: deque[tuple[int, list[torch.Tensor]]], window:
     with torch.no_grad():
         for i, p in enumerate(model.parameters()):
             p.copy_(torch.stack([w[i] for w in kept]).mean(0))
-    return Sampler(model, run.cfg, run.standardizer, run.dim, teacher=run.nets.teacher)
+    return sampler_of(run, model)
 
 
 def split(run: Run, high: torch.nn.Module, low: torch.nn.Module, sigma: float) -> Sampler:
     """A sampler that denoises with ``high`` for σ ≥ ``sigma`` and with ``low`` below (TCM's piecewise network)."""
-    return Sampler(TruncatedConsistency(high, low, sigma), run.cfg, run.standardizer, run.dim,
-                   teacher=run.nets.teacher)
+    return sampler_of(run, TruncatedConsistency(high, low, sigma))
 
 
 def swings(data: str, steps: int, every: int, start: int, seed: int, windows: list[int],

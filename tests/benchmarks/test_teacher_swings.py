@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from cmtutor.benchmarks import teacher_swings
+from cmtutor.benchmarks.image_quality import config
 from cmtutor.benchmarks.report import teacher_swings_section
+from cmtutor.training.run import build_run
 
 
 def test_colour_shift_and_its_removal_in_closed_form() -> None:
@@ -90,9 +92,6 @@ def test_the_split_hybrids_start_at_the_second_point_and_render(tmp_path: Path, 
 
 
 def test_a_split_of_one_network_is_that_network(data_root: Path) -> None:
-    from cmtutor.benchmarks.image_quality import config
-    from cmtutor.training.run import build_run
-
     run = build_run(config("diffusion", "digits", 2, 8, 0))
     ema = run.nets.ema.module
     same = teacher_swings.split(run, ema, ema, 1.0).sample_images(4, steps=3, seed=0)
