@@ -20,7 +20,8 @@ from typing import Any
 from cmtutor.benchmarks import image_quality, toy2d
 from cmtutor.benchmarks.papers import STUDIES
 from cmtutor.benchmarks.studies import RESULTS_DIR, table
-from cmtutor.methods import METHODS
+from cmtutor.config import default_config
+from cmtutor.methods import METHODS, get_method
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "results.md"
@@ -107,10 +108,19 @@ def images_section(res: dict[str, Any], title: str | None = None, out: str | Non
     ``title`` and ``out``: the heading and results file of a second table of the same set (default "Images: DATA
     on a CPU", the benchmark's default file)."""
     label = res["quality"]["metric"].split(" ")[0]
+    # which seeds and CPUs made each row, where they differ between rows (a table completed over sessions):
+    # the same seed trains differently on another CPU (docs/defaults.md#the-photos-budget)
+    made = {m: ([s for s in sorted(res["seeds"], key=int) if m in res["seeds"][s]],
+                sorted({_cpu(rows_[m]["measured"]["machine"]) for rows_ in res["seeds"].values() if m in rows_}))
+            for m in {m for rows_ in res["seeds"].values() for m in rows_}}
+    mixed_seeds = len({tuple(seeds_) for seeds_, _ in made.values()}) > 1
+    mixed_cpus = len({c for _, cpus in made.values() for c in cpus}) > 1
     rows = []
     for r in image_quality.summary(res):
         a, b = r["sampler_a"], r["sampler_b"]
-        rows.append({"method": r["method"], "seeds": r["seeds"], "steps": r["steps"],
+        seeds_, cpus = made[r["method"]]
+        rows.append({"method": r["method"], "seeds": ", ".join(seeds_) if mixed_seeds else r["seeds"],
+                     **({"CPU": ", ".join(cpus)} if mixed_cpus else {}), "steps": r["steps"],
                      "CPU s": f"{r['train_cpu_s']:.0f}", "sampler": f"{a} / {b}",
                      f"{label} (a)": _pm(r["fd_a"]), f"{label} (b)": _pm(r["fd_b"]),
                      "× teacher": _pm(r.get("ratio"), 2),
@@ -134,8 +144,7 @@ def images_section(res: dict[str, Any], title: str | None = None, out: str | Non
             f"Command: `python -m cmtutor.benchmarks.image_quality --data {res['data']} --steps {budget['steps']} "
             f"--seeds …{' --out ' + out if out else ''}`; measured on "
             + "; ".join(f"{c} ({d})" for c, d in measured) + ".\n\n"
-            + _md_table(rows, ("method", "seeds", "steps", "CPU s", "sampler", f"{label} (a)", f"{label} (b)",
-                               "× teacher", "bar", "met", "(b) − (a)")) + "\n"
+            + _md_table(rows, tuple(rows[0])) + "\n"
             + "".join(f"\n{line}\n" for line in renoise) + _ablations(res, label))
 
 
@@ -156,7 +165,7 @@ def teacher_budget_section(res: dict[str, Any]) -> str:
     seed and set of weights (the sampling EMA, the online weights), a column per measured step."""
     label = res["quality"]["metric"].split(" ")[0]
     entries = sorted(((name, s, e) for s, per_seed in res["seeds"].items() for name, e in per_seed.items()),
-                     key=lambda t: (t[0] != "diffusion", t[0], int(t[1])))  # the default first, then the variants
+                     key=lambda t: (t[0] != "diffusion", t[0], int(t[1])))  # EDM's settings first, then the variants
     steps = sorted({p["step"] for _, _, e in entries for p in e["curve"]})
     rows = []
     for name, s, e in entries:
@@ -178,8 +187,12 @@ def teacher_budget_section(res: dict[str, Any]) -> str:
     commands = "; ".join(sorted({f"`{e['measured']['command']}`" for _, _, e in entries}))
     machines = "; ".join(sorted({_machine(e["measured"]["machine"]) for _, _, e in entries}))
     batches = ", ".join(str(b) for b in sorted({e["batch_size"] for _, _, e in entries}))
+    edm, shipped = get_method("diffusion").default_hparams("image"), default_config("diffusion", res["data"]).hp
     return (f"## Images: how long the {res['data']} teacher must train\n\n"
-            f"{res['teacher']}, batch {batches} (as the variant's name says), 1 CPU thread; "
+            f"{res['teacher']}, batch {batches} (as the variant's name says), 1 CPU thread; a variant is named after "
+            f"its changes and after its training levels where they differ from EDM's (P_mean {edm['p_mean']:g}, "
+            f"P_std {edm['p_std']:g}); the shipped {res['data']} teacher trains with P_mean {shipped['p_mean']:g}, "
+            f"P_std {shipped['p_std']:g} ([why](defaults.md#the-photos-teacher-trains-its-high-noise-levels-more)); "
             f"{res['quality']['metric']}, floor {res['floor']:.2f}. {label} of the sampling EMA and of the online "
             f"weights at each step (– not measured). Commands: {commands}; {machines}.\n\n"
             + _md_table(rows, tuple(rows[0])) + "\n")
@@ -206,8 +219,11 @@ def teacher_swings_section(res: dict[str, Any], title: str = "what moves the {da
     commands = "; ".join(sorted({f"`{e['measured']['command']}`" for e in entries}))
     machines = "; ".join(sorted({_machine(e["measured"]["machine"]) for e in entries}))
     names = "; ".join(f"`{k}`: {v}" for k, v in res["samplers"].items())
+    levels = ", ".join(sorted({f"P_mean {e['teacher_hp']['p_mean']:g}, P_std {e['teacher_hp']['p_std']:g}"
+                               for e in entries}))
     return (f"## Images: {title.format(data=res['data'])}\n\n"
-            f"{res['quality']['metric']}, floor {res['floor']:.2f}. {names}. The colour shift is the norm of the "
+            f"{res['quality']['metric']}, floor {res['floor']:.2f}; the teacher's training levels ln σ ~ "
+            f"N(P_mean, P_std²): {levels}. {names}. The colour shift is the norm of the "
             f"samples' per-channel mean minus the reference's; the contrast their per-channel standard deviation over "
             f"the reference's; then the distance with the shift removed and with each channel's mean and deviation "
             f"matched; the region TV is the total variation between the samples' and the reference's histograms of "

@@ -9,8 +9,9 @@ measures how fast two methods start, not what they reach (docs/defaults.md#the-p
 teacher with the benchmark's settings (:func:`cmtutor.benchmarks.image_quality.config`, one CPU thread) and
 records the FD of its sampling EMA and of its online weights at 40 Heun steps every ``--every`` steps.
 ``--set KEY=VALUE`` changes a setting of the teacher and ``--batch-size`` its batch (a row of its own, named after the
-changes). Each seed's curve is merged into the results file under a lock, so seeds and variants can run as separate
-processes.
+changes, and after any noise-level setting that differs from EDM's, so a row keeps its name when a shipped default
+changes: the photos teacher's rows read ``hp.p_mean=-0.4``). Each seed's curve is merged into the results file under
+a lock, so seeds and variants can run as separate processes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from cmtutor.benchmarks.image_quality import (
     merge_row,
 )
 from cmtutor.errors import UserError
+from cmtutor.methods import get_method
 from cmtutor.training.loop import train_steps
 from cmtutor.training.run import build_run
 
@@ -56,6 +58,15 @@ def row_name(changes: dict[str, Any], batch_size: int = BENCHMARK_BATCH) -> str:
     flat = {f"{k}.{kk}" if isinstance(v, dict) else k: vv  # hp={"p_mean": -0.4} reads hp.p_mean=-0.4
             for k, v in changes.items() for kk, vv in (v.items() if isinstance(v, dict) else [(k, v)])}
     return ", ".join(["diffusion", *(f"{k}={v}" for k, v in sorted(flat.items())), *batch])
+
+
+def variant_changes(data: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` with the teacher's hyperparameters that differ from EDM's (Karras et al. 2022, Table 1) put in,
+    and those equal to EDM's left out: what names a row whatever the set's shipped default."""
+    edm = get_method("diffusion").default_hparams("image")
+    hp = {**config("diffusion", data, 2, BENCHMARK_BATCH, 0, **changes).hp}
+    named = {k: v for k, v in hp.items() if edm.get(k) != v}
+    return {**{k: v for k, v in changes.items() if k != "hp"}, **({"hp": named} if named else {})}
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -122,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         entry = {**curve(args.data, args.steps, args.every, seed, args.batch_size, changes), "changes": changes,
                  "every": args.every, "batch_size": args.batch_size,
                  "measured": {"command": command, "machine": machine()}}
-        merge_row(out, header, seed, row_name(changes, args.batch_size), entry)
+        merge_row(out, header, seed, row_name(variant_changes(args.data, changes), args.batch_size), entry)
     say(f"results: {out}")
     return 0
 

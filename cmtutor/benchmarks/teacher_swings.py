@@ -241,9 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     header = {"data": args.data, "budget": {"steps": args.steps, "batch_size": args.batch_size, "threads": 1},
               "quality": fd.protocol(N_EVAL[args.data]), "floor": round(fd.floor(N_EVAL[args.data]), 3),
               "samplers": described(args.samplers, args.windows, args.split_sigma)}
+    # the teacher's noise levels: the photos default changed (P_mean -1.2 -> -0.4), so each row says which it had
+    teacher_hp = dict(config("diffusion", args.data, args.steps, args.batch_size, 0).hp)
     for seed in args.seeds:
         entry = {**swings(args.data, args.steps, args.every, args.start, seed, args.windows, args.batch_size,
-                          tuple(args.samplers), args.split_sigma),
+                          tuple(args.samplers), args.split_sigma), "teacher_hp": teacher_hp,
                  "measured": {"command": command, "machine": machine()}}
         merge_row(out, header, seed, "diffusion", entry)
     say(f"results: {out}")

@@ -33,7 +33,15 @@ def test_two_seeds_merge_into_one_file_and_summarise(tmp_path: Path) -> None:
     assert rows["ict"]["bar_met"] == (np.mean(ratios) <= 1.5)
     assert rows["tcm"]["bar"].startswith("≤ its stage 1 (iCT, 2 steps: ")
     page = images_section(res)
-    assert "| ict | 2 | 4 |" in page and " ± " in page
+    assert "| ict | 2 | 4 |" in page and " ± " in page and "| CPU |" not in page  # one CPU, the same seeds
+    # a table completed over sessions: a method measured on fewer seeds, a row on another CPU, each said per row
+    del res["seeds"]["1"]["tcm"]
+    for s in ("0", "1"):
+        for e in res["seeds"][s].values():
+            e["measured"]["machine"]["cpu"] = "Intel(R) Xeon(R) Processor"
+    res["seeds"]["1"]["ict"]["measured"]["machine"]["cpu"] = "AMD EPYC Processor"
+    page = images_section(res)
+    assert "| ict | 0, 1 | AMD EPYC, Intel Xeon | 4 |" in page and "| tcm | 0 | Intel Xeon | 4 |" in page
     with pytest.raises(SystemExit, match="not comparable"):
         image_quality.main([*args[:3], "8", *args[4:], "--seeds", "2"])
 

@@ -62,6 +62,17 @@ def test_a_variant_is_named_after_its_changes() -> None:
         "diffusion, hp.p_mean=-0.4, hp.p_std=1.0, lr_decay=cosine"
 
 
+def test_a_row_keeps_its_name_when_the_shipped_teacher_changes() -> None:
+    """Rows are named against EDM's noise levels, not the set's default: the photos teacher (P_mean −0.4 since
+    stop 31) writes the rows its --set run wrote before, and EDM's setting reads as plain "diffusion"."""
+    name = teacher_budget.row_name
+    assert name(teacher_budget.variant_changes("photos", {})) == "diffusion, hp.p_mean=-0.4"
+    assert name(teacher_budget.variant_changes("photos", {"hp": {"p_mean": -0.4}})) == "diffusion, hp.p_mean=-0.4"
+    assert name(teacher_budget.variant_changes("photos", {"hp": {"p_mean": -1.2}})) == "diffusion"
+    assert name(teacher_budget.variant_changes("digits", {"lr_decay": "cosine"})) == "diffusion, lr_decay=cosine"
+    assert name(teacher_budget.variant_changes("digits", {"hp": {"p_mean": -0.4}})) == "diffusion, hp.p_mean=-0.4"
+
+
 def test_the_recorded_command_runs_as_written_in_a_shell(tmp_path: Path, data_root: Path, monkeypatch) -> None:
     monkeypatch.setattr(teacher_budget, "N_EVAL", {"digits": 64})
     monkeypatch.setattr(teacher_budget, "TEACHER_STEPS", 2)

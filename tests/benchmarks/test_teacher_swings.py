@@ -63,8 +63,10 @@ def test_a_tiny_run_records_every_sampler_and_renders(tmp_path: Path, data_root:
         for name in res["samplers"]:
             assert p[name]["fd"] > 0 and len(p[name]["colour_shift"]) == 1  # digits: one channel
             assert 0 <= p[name]["region_tv"] <= 1 and 0 <= p[name]["missing_mass"] < 1 and p[name]["fd_balanced"] > 0
+    assert res["seeds"]["0"]["diffusion"]["teacher_hp"] == {"p_mean": -1.2, "p_std": 1.2}  # the digits keep EDM's
     page = teacher_swings_section(res)
     assert "what moves the digits teacher's distance" in page and "| 0 | 30 | mean_20 |" in page
+    assert "N(P_mean, P_std²): P_mean -1.2, P_std 1.2." in page
 
 
 def test_a_window_shorter_than_the_snapshot_spacing_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
