@@ -70,13 +70,15 @@ DIAGNOSES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def results_path(data: str) -> Path:
-    return RESULTS_DIR / f"images_{data}.json"
+def results_path(data: str, steps: int | None = None) -> Path:
+    """The results file of ``data``; ``steps``: a second table of the set at that budget (``images_photos_5000``)."""
+    return RESULTS_DIR / (f"images_{data}.json" if steps is None else f"images_{data}_{steps}.json")
 
 
-def load_results(data: str) -> dict[str, Any] | None:
-    """The committed results of ``data`` (None if the benchmark has not been run on it)."""
-    path = results_path(data)
+def load_results(data: str, steps: int | None = None) -> dict[str, Any] | None:
+    """The committed results of ``data`` (None if the benchmark has not been run on it); ``steps`` as
+    :func:`results_path`."""
+    path = results_path(data, steps)
     return json.loads(path.read_text()) if path.exists() else None
 
 

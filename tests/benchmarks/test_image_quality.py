@@ -64,3 +64,10 @@ def test_ablations_sit_beside_the_defaults_they_replaced(tmp_path: Path) -> None
     rows = {r["ablation"]: r for r in image_quality.ablation_summary(res)}
     assert rows["cd, pseudo-Huber"]["default_fd_1step"][0] == res["seeds"]["0"]["cd"]["fd_1step"]
     assert "replaced" in images_section(res)
+
+
+def test_a_second_table_of_a_set_loads_by_its_budget() -> None:
+    # notebook 07 reads the photos at 5000 steps beside the default 1000-step table
+    assert image_quality.load_results("photos", steps=5000)["budget"]["steps"] == 5000
+    assert image_quality.load_results("photos")["budget"]["steps"] == 1000
+    assert image_quality.load_results("photos", steps=123) is None
