@@ -298,8 +298,10 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_matches(sig: signal.Si
             "--seed", "3", *TINY]
     full = tmp_path / "full"
     cli([*args, "--out", str(full)], env)
-    cut = tmp_path / "cut"
-    proc = subprocess.Popen([PYTHON, "-m", "cmtutor", *args, "--out", str(cut)], env=env,
+    threads = torch.load(full / "checkpoint.pt", weights_only=True)["threads"]
+    cut = tmp_path / "cut"  # started on the full run's count: the load (another test worker) may differ now
+    proc = subprocess.Popen([PYTHON, "-m", "cmtutor", *args, "--out", str(cut)],
+                            env={**env, "CMTUTOR_THREADS": str(threads)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (cut / "metrics.jsonl").exists():  # the first step is logged at 1
@@ -312,7 +314,8 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_matches(sig: signal.Si
     assert f"stopped by {sig.name} at step" in line and line.endswith("--resume"), line
     step = torch.load(cut / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < step < 400 and f"at step {step} of 400" in line
-    cli([*args, "--out", str(cut), "--resume"], env)
+    cli([*args, "--out", str(cut), "--resume"], env)  # not pinned: the resume keeps the count it started with
+    assert torch.load(cut / "checkpoint.pt", weights_only=True)["threads"] == threads
     _assert_same_weights(full, cut, f"{sig.name} and resume")
 
 
