@@ -3,6 +3,8 @@
     python -m cmtutor.benchmarks.image_quality --data digits --seeds 0 1 2   # results/images_digits.json
     python -m cmtutor.benchmarks.image_quality --data photos --seeds 0       # merges seed 0 into images_photos.json
     python -m cmtutor.benchmarks.image_quality --data digits --steps 200 --out /tmp/quick.json
+    python -m cmtutor.benchmarks.image_quality --data photos --methods cd --curve-every 250   # FD along the run
+    python -m cmtutor.benchmarks.image_quality --data digits --ablations --variants "cd, at its teacher's rate"
 
 Every method of ``cmtutor.methods.METHODS`` trains on a small built-in image set (``digits``: 8×8 grey;
 ``photos``: 16×16 colour patches of two photographs) with its shipped image defaults and the small U-Net,
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -39,7 +42,7 @@ from cmtutor.evaluation.digits_fd import DIGITS
 from cmtutor.evaluation.photos_fd import PHOTOS
 from cmtutor.hardware.filelock import file_lock
 from cmtutor.methods import METHODS
-from cmtutor.training import Run, checkpoint_dict, fit
+from cmtutor.training import Run, build_run, checkpoint_dict, to_floats, train_steps
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SETS: dict[str, ClassifierFD] = {"digits": DIGITS, "photos": PHOTOS}
@@ -60,6 +63,7 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "cd, pseudo-Huber": ("cd", {}, {"distance": "pseudo_huber"}),
     "ct, θ⁻ rate as written": ("ct", {}, {"target_horizon": 0}),
     "tcm, stage 2 at stage 1's rate": ("tcm", {"lr": "stage 1"}, {}),
+    "cd, at its teacher's rate": ("cd", {"lr": "teacher"}, {}),
 }
 
 #: Diagnoses of a missed bar (docs/defaults.md#the-bars-the-digits-benchmark-misses): a method with one of another
@@ -68,6 +72,17 @@ DIAGNOSES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "ct with iCT's pseudo-Huber": ("ct", {}, {"distance": "pseudo_huber"}),
     "ct with iCT's lognormal pairs and 1/Δσ": ("ct", {}, {"pairs": "lognormal", "weighting": "inv_delta"}),
 }
+
+
+def resolve_changes(changes: dict[str, Any], data: str, seed: int) -> dict[str, Any]:
+    """A variant's changes with its relative learning rates made numbers: ``"stage 1"`` (TCM's stage 2 at its
+    stage 1's rate, iCT's) and ``"teacher"`` (CD at its teacher's rate, the small images' setting until 2026-12-07)."""
+    lr = changes.get("lr")
+    if lr == "stage 1":
+        return {**changes, "lr": config("ict", data, 2, 1, seed).lr}
+    if lr == "teacher":
+        return {**changes, "lr": config("diffusion", data, 2, 1, seed).lr}
+    return changes
 
 
 def results_path(data: str, steps: int | None = None) -> Path:
@@ -107,6 +122,33 @@ def evaluate(run: Run, fd: ClassifierFD, n: int, seed: int, store: bool) -> dict
     return out
 
 
+def train_with_curve(cfg: TrainConfig, teacher: dict[str, Any] | None, fd: ClassifierFD, n: int, every: int
+                     ) -> tuple[Run, list[dict[str, Any]], tuple[float, float]]:
+    """Train ``cfg`` to its end, with the FD of the sampling EMA at the run's larger sampling budget (2 steps; the
+    teacher's 40 Heun steps) every ``every`` steps (0: none). Returns the run, the curve and the CPU and wall seconds
+    the evaluations took (not training time).
+
+    A point at step k is the run at step k, not a k-step run: the same thing only for methods whose schedule does
+    not depend on the run's length (the teacher, CD, Direct CM); iCT's curriculum (GC's, OT's), CT's, TCM's split
+    and sCM's warm-up do (docs/defaults.md#learning-curves)."""
+    run = build_run(cfg, teacher=teacher)
+    curve: list[dict[str, Any]] = []
+    cpu = wall = 0.0
+    for logs in train_steps(run):
+        k = int(logs["step"])
+        if k % max(1, cfg.log_every) == 0 or k == cfg.steps:
+            run.history.append(to_floats(logs))
+        if every and k % every == 0:
+            c0, w0 = time.process_time(), time.perf_counter()
+            point: dict[str, Any] = {"step": k}
+            for m in sample_steps(run)[-1:] if run.method.ode_sampling else sample_steps(run):
+                point[f"fd_{m}step"] = round(fd.fd(run.sampler().sample_images(n, steps=m, seed=cfg.seed)), 3)
+            curve.append(point)
+            cpu, wall = cpu + time.process_time() - c0, wall + time.perf_counter() - w0
+            say(f"  {cfg.method} step {k}: " + "  ".join(f"{a}={b}" for a, b in point.items() if a != "step"))
+    return run, curve, (cpu, wall)
+
+
 def merge_row(path: Path, header: dict[str, Any], seed: int, method: str, entry: dict[str, Any],
               section: str = "seeds") -> None:
     """Put one method's row of one seed into the results file, under a lock (seeds may run in parallel).
@@ -138,18 +180,30 @@ def main(argv: list[str] | None = None) -> int:
                    help="instead of the methods, train each ABLATIONS variant (a default against what it replaced)")
     p.add_argument("--diagnoses", action="store_true",
                    help="instead of the methods, train each DIAGNOSES variant (what a missed bar is made of)")
+    p.add_argument("--curve-every", type=int, default=0, metavar="K",
+                   help="also record the FD every K steps of each run of the budget (the learning curve; 0: none)")
+    p.add_argument("--variants", nargs="+", metavar="LABEL",
+                   help="with --ablations or --diagnoses: only these variants (their labels, quoted)")
     args = p.parse_args(argv)
+    if args.variants:
+        known = ABLATIONS if args.ablations else DIAGNOSES
+        unknown = [v for v in args.variants if v not in known] if (args.ablations or args.diagnoses) else []
+        if not (args.ablations or args.diagnoses):
+            p.error("--variants needs --ablations or --diagnoses")
+        if unknown:
+            p.error(f"unknown variant(s) {unknown}; the labels are: " + "; ".join(known))
     if args.steps < 2:
         p.error("--steps must be at least 2 (TCM's two stages take half each)")
     torch.set_num_threads(args.threads)
     fd, n_eval = SETS[args.data], N_EVAL[args.data]
     out = Path(args.out) if args.out else results_path(args.data)
-    command = "python -m cmtutor.benchmarks.image_quality " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m cmtutor.benchmarks.image_quality " + shlex.join(sys.argv[1:] if argv is None else argv)
     header: dict[str, Any] = {
         "data": args.data, "budget": {"steps": args.steps, "batch_size": args.batch_size, "threads": args.threads},
         "quality": fd.protocol(n_eval), "floor": round(fd.floor(n_eval), 3),
         "teacher_fd": "the diffusion model's FD at 40 Heun steps", "bars": BARS}
     say(f"{fd.label} floor (real images, n={n_eval}): {header['floor']:.2f}")
+    variants_only = args.ablations or args.diagnoses
     for seed in args.seeds:
         runs: dict[tuple[str, int], Run] = {}
 
@@ -160,20 +214,25 @@ def main(argv: list[str] | None = None) -> int:
             stage1 = m == "tcm"
             t_steps = steps // 2 if stage1 else steps
             teacher = train(t, t_steps)[0] if t is not None else None
+            # a curve for the rows written (a teacher trained only for its student gets none)
+            recorded = steps == args.steps and (changes is not None if variants_only else m in args.methods)
             c0, w0 = time.process_time(), time.perf_counter()
-            run = fit(config(m, args.data, steps - t_steps if stage1 else steps, args.batch_size, seed,
-                             **(changes or {})),
-                      teacher=checkpoint_dict(teacher) if teacher is not None else None)
-            cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+            run, curve, evaluating = train_with_curve(
+                config(m, args.data, steps - t_steps if stage1 else steps, args.batch_size, seed, **(changes or {})),
+                checkpoint_dict(teacher) if teacher is not None else None, fd, n_eval,
+                args.curve_every if recorded else 0)
+            cpu, wall = time.process_time() - c0 - evaluating[0], time.perf_counter() - w0 - evaluating[1]
             if changes is None:
                 runs[(m, steps)] = run
-            return run, {"train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1)}
+            timing: dict[str, Any] = {"train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1)}
+            return run, {**timing, "curve": curve} if curve else timing
 
-        if args.ablations or args.diagnoses:
+        if variants_only:
             variants, section = (ABLATIONS, "ablations") if args.ablations else (DIAGNOSES, "diagnoses")
             for label, (m, changes, hp) in variants.items():
-                if changes.get("lr") == "stage 1":  # TCM's stage 2 at the learning rate of its stage 1 (iCT)
-                    changes = {**changes, "lr": config("ict", args.data, 2, 1, seed).lr}
+                if args.variants and label not in args.variants:
+                    continue
+                changes = resolve_changes(changes, args.data, seed)
                 run, timing = train(m, args.steps, {**changes, "hp": hp})
                 entry = {"method": m, "changes": {**changes, "hp": hp}, "steps": run.cfg.steps, **timing,
                          **evaluate(run, fd, n_eval, seed, False),

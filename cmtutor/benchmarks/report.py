@@ -145,7 +145,35 @@ def images_section(res: dict[str, Any], title: str | None = None, out: str | Non
             f"--seeds …{' --out ' + out if out else ''}`; measured on "
             + "; ".join(f"{c} ({d})" for c, d in measured) + ".\n\n"
             + _md_table(rows, tuple(rows[0])) + "\n"
-            + "".join(f"\n{line}\n" for line in renoise) + _ablations(res, label))
+            + "".join(f"\n{line}\n" for line in renoise) + _curves(res, label) + _ablations(res, label))
+
+
+def _curves(res: dict[str, Any], label: str) -> str:
+    """The rows measured along their run (``--curve-every``): FD at the larger sampler every K steps, and the
+    ratio to the same seed's teacher at the end of its run."""
+    entries = [(m, s, e) for s in sorted(res["seeds"], key=int) for m, e in res["seeds"][s].items() if "curve" in e]
+    if not entries:
+        return ""
+    order = list(image_quality.METHODS)
+    entries.sort(key=lambda t: (order.index(t[0]) if t[0] in order else len(order), int(t[1])))
+    steps = sorted({p["step"] for _, _, e in entries for p in e["curve"]})
+    rows = []
+    for m, s, e in entries:
+        key = next(k for k in e["curve"][0] if k.startswith("fd_"))
+        sampler = key[3:-4]
+        points = {p["step"]: p for p in e["curve"]}
+        teacher = res["seeds"][s].get("diffusion", {}).get("fd_40step")
+        row: dict[str, Any] = {"method": m, "seed": s, "sampler": f"{sampler} Heun" if m == "diffusion" else sampler}
+        for k in steps:
+            row[str(k)] = f"{points[k][key]:.0f}" if k in points else "–"
+        row["× teacher at end (its row)"] = f"{points[steps[-1]][key] / teacher:.2f}" if (
+            teacher and m != "diffusion" and steps[-1] in points) else "–"
+        rows.append(row)
+    return (f"\n{label} along each run, measured every {steps[0]} steps (`--curve-every`; the consistency models "
+            "at one step, the teacher at 40 Heun steps; the file holds two steps too). A point at step "
+            "k is the run at step k, which is a k-step run only for methods whose schedule does not depend on the "
+            "run's length (the teacher, CD, Direct CM; [learning curves](defaults.md#learning-curves)).\n\n"
+            + _md_table(rows, tuple(rows[0])) + "\n")
 
 
 def _ablations(res: dict[str, Any], label: str) -> str:

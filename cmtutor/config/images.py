@@ -75,11 +75,16 @@ SMALL_IMAGE_OVERRIDES: dict[str, Any] = {
     "checkpoint_every": 1000, "log_every": 50, "sample_every": 0, "xflip": False,
 }
 
-#: Per-method changes to SMALL_IMAGE_OVERRIDES: TCM's stage 2 keeps half of stage 1's learning rate;
-#: sCM and MeanFlow keep the learning rates that were stable on 2D (docs/defaults.md#scm-and-meanflow-on-2d: sCM at
-#: 1e-3 was not), not measured on the digits.
-SMALL_IMAGE_METHOD_OVERRIDES: dict[str, dict[str, Any]] = {"tcm": {"lr": SMALL_IMAGE_OVERRIDES["lr"] / 2},
-                                                           "scm": {"lr": 3e-4}, "meanflow": {"lr": 1e-3}}
+#: CD's learning rate over its teacher's on CIFAR-10: 4e-4 (Song et al. 2023) over EDM's 1e-3
+CD_TEACHER_LR_RATIO = IMAGE_METHOD_DEFAULTS["cd"]["lr"] / IMAGE_METHOD_DEFAULTS["diffusion"]["lr"]
+
+#: Per-method changes to SMALL_IMAGE_OVERRIDES: TCM's stage 2 keeps half of stage 1's learning rate; CD keeps the
+#: CIFAR-10 share of its teacher's rate (docs/defaults.md#cd-at-its-share-of-the-teachers-rate); sCM and MeanFlow keep
+#: the learning rates that were stable on 2D (docs/defaults.md#scm-and-meanflow-on-2d: sCM at 1e-3 was not), not
+#: measured on the digits.
+SMALL_IMAGE_METHOD_OVERRIDES: dict[str, dict[str, Any]] = {
+    "tcm": {"lr": SMALL_IMAGE_OVERRIDES["lr"] / 2}, "cd": {"lr": SMALL_IMAGE_OVERRIDES["lr"] * CD_TEACHER_LR_RATIO},
+    "scm": {"lr": 3e-4}, "meanflow": {"lr": 1e-3}}
 
 #: Per-set changes for one small-image source, merged last (``hp`` key by key). The photos teacher draws its
 #: noise levels with EDM2's P_mean = -0.4 (Karras et al. 2024), not EDM's -1.2: at 5000 steps its high levels,

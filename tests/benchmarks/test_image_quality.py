@@ -57,13 +57,36 @@ def test_ablations_sit_beside_the_defaults_they_replaced(tmp_path: Path) -> None
     assert set(diag) == set(image_quality.DIAGNOSES) and not set(diag) & set(res["ablations"]["0"])
     assert diag["ct with iCT's lognormal pairs and 1/Δσ"]["changes"]["hp"] == {"pairs": "lognormal",
                                                                               "weighting": "inv_delta"}
+    only = tmp_path / "only.json"  # --variants trains the variants named and no other
+    image_quality.main([*args[:-2], "--out", str(only), "--diagnoses", "--variants", "ct with iCT's pseudo-Huber"])
+    assert list(json.loads(only.read_text())["diagnoses"]["0"]) == ["ct with iCT's pseudo-Huber"]
+    with pytest.raises(SystemExit):
+        image_quality.main([*args, "--diagnoses", "--variants", "no such variant"])
     abl = res["ablations"]["0"]
     assert set(abl) == set(image_quality.ABLATIONS)
     assert abl["tcm, stage 2 at stage 1's rate"]["changes"]["lr"] == 2e-3  # the small images' iCT rate
+    assert abl["cd, at its teacher's rate"]["changes"]["lr"] == 2e-3  # the digits teacher's, 2.5x CD's default
     assert abl["ct, θ⁻ rate as written"]["changes"]["hp"] == {"target_horizon": 0}
     rows = {r["ablation"]: r for r in image_quality.ablation_summary(res)}
     assert rows["cd, pseudo-Huber"]["default_fd_1step"][0] == res["seeds"]["0"]["cd"]["fd_1step"]
     assert "replaced" in images_section(res)
+
+
+def test_a_learning_curve_ends_at_the_rows_own_distance(tmp_path: Path) -> None:
+    out = tmp_path / "images.json"
+    image_quality.main(["--data", "digits", "--steps", "4", "--seeds", "0", "--methods", "diffusion", "cd",
+                        "--curve-every", "2", "--out", str(out)])
+    rows = json.loads(out.read_text())["seeds"]["0"]
+    teacher, cd = rows["diffusion"], rows["cd"]
+    assert [p["step"] for p in teacher["curve"]] == [2, 4] == [p["step"] for p in cd["curve"]]
+    assert set(teacher["curve"][0]) == {"step", "fd_40step"} and set(cd["curve"][0]) == {"step", "fd_1step", "fd_2step"}
+    # the last point is the run the row evaluates: the same samples, the same distance
+    assert teacher["curve"][-1]["fd_40step"] == teacher["fd_40step"]
+    assert cd["curve"][-1]["fd_1step"] == cd["fd_1step"] and cd["curve"][-1]["fd_2step"] == cd["fd_2step"]
+    assert cd["curve"][0]["fd_1step"] != cd["fd_1step"]  # the points are measured, not copied
+    page = images_section(json.loads(out.read_text()))
+    ratio = cd["fd_1step"] / teacher["fd_40step"]
+    assert "along each run, measured every 2 steps" in page and "| cd | 0 | 1 |" in page and f"| {ratio:.2f} |" in page
 
 
 def test_a_second_table_of_a_set_loads_by_its_budget() -> None:

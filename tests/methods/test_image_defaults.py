@@ -1,6 +1,6 @@
 """The image defaults that fit a short CPU budget as well as the papers' runs (docs/defaults.md):
-CD's squared L2, CT's target EMA scaled to the run, TCM's stage 2 at half the learning rate, the photos
-teacher's noise levels drawn higher (EDM2's P_mean)."""
+CD's squared L2 and its share of the teacher's rate, CT's target EMA scaled to the run, TCM's stage 2 at half the
+learning rate, the photos teacher's noise levels drawn higher (EDM2's P_mean)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def _time_constants(steps: int, horizon: int) -> list[float]:
     cfg = default_config("ct", "cifar10", steps=steps, hp={"target_horizon": horizon})
     ct = get_method("ct")(cfg.hp, IMAGE_NOISE, steps, 3 * 32 * 32)
     return [-1.0 / math.log(ct.target_decay(k)) for k in range(0, steps, max(1, steps // 50))]
+
+
+@pytest.mark.parametrize("data", ["digits", "photos", "cifar10"])
+def test_cd_trains_at_the_papers_share_of_its_teachers_rate(data: str) -> None:
+    # CIFAR-10: CD 4e-4 (Song et al. 2023) against EDM's 1e-3; the small images had trained CD at its teacher's rate
+    cd, teacher = default_config("cd", data).lr, default_config("diffusion", data).lr
+    assert cd == pytest.approx(0.4 * teacher)
 
 
 def test_ct_target_time_constant_is_the_same_share_of_any_run() -> None:
