@@ -71,6 +71,7 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 DIAGNOSES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "ct with iCT's pseudo-Huber": ("ct", {}, {"distance": "pseudo_huber"}),
     "ct with iCT's lognormal pairs and 1/Δσ": ("ct", {}, {"pairs": "lognormal", "weighting": "inv_delta"}),
+    "cd with iCT's 1/Δσ": ("cd", {}, {"weighting": "inv_delta"}),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -54,6 +54,9 @@ class CDHparams(ConsistencyHparams):
     target_ema: float = 0.0
     #: start from the teacher's weights (both use the same network, only the scalings differ)
     init_from_teacher: bool = True
+    #: λ of the loss: ``uniform`` (λ = 1, every CD config) or iCT's ``inv_delta`` λ = 1/(σ_{n+1} − σ_n) (Song &
+    #: Dhariwal 2023, Sec. 3.4), a diagnosis switch (docs/defaults.md#cd-at-its-share-of-the-teachers-rate)
+    weighting: Literal["uniform", "inv_delta"] = "uniform"
 
 
 class ConsistencyDistillation(ConsistencyMethod):
@@ -79,6 +82,12 @@ class ConsistencyDistillation(ConsistencyMethod):
         sig = self.sigmas.to(device)
         n = torch.randint(0, len(sig) - 1, (batch,), device=device)
         return sig[n], sig[n + 1], None
+
+    # -- axis 4: the weighting λ ----------------------------------------------------------------------
+    def weight(self, s_lo: Tensor, s_hi: Tensor, boundary: Tensor | None) -> Tensor:
+        if self.hp.weighting == "inv_delta":
+            return 1.0 / (s_hi - s_lo)
+        return torch.ones_like(s_hi)
 
     # -- axis 3: θ⁻ at the teacher's one-step ODE estimate --------------------------------------------
     def uses_target_network(self) -> bool:

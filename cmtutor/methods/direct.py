@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from cmtutor.core.solvers import Solver, ode_step
-from cmtutor.methods.base import ConsistencyHparams, Draw, Nets
+from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, Nets
 from cmtutor.methods.cd import ConsistencyDistillation
 
 
@@ -74,6 +74,9 @@ class DirectConsistencyModel(ConsistencyDistillation):
 
     def uses_target_network(self) -> bool:
         return False
+
+    # -- axis 4: λ = 1 (Vouitsis et al. 2024); CD's weighting switch is not Direct CM's --------------------
+    weight = ConsistencyMethod.weight
 
     # -- axis 3: the teacher's PF-ODE solved from x_hi all the way to σ_min -----------------------------
     def target(self, nets: Nets, x0: Tensor, z: Tensor, d: Draw, x_hi: Tensor) -> Tensor:

@@ -85,6 +85,19 @@ def test_ct_target_comes_from_the_ema_network() -> None:
     assert len(online.calls) == 1 and online.calls[0][2]
 
 
+def test_cd_weights_are_uniform_unless_set_to_icts() -> None:
+    cd = get_method("cd")
+    for kind in ("vector", "image"):  # every CD config of Song et al. 2023: λ = 1
+        uniform = cd(cd.default_hparams(kind), VECTOR_NOISE, 100, 2)
+        assert torch.all(uniform.draw(torch.zeros(500, 2), 0).weight == 1)
+    inv = cd({**cd.default_hparams("image"), "weighting": "inv_delta"}, VECTOR_NOISE, 100, 2)
+    d = inv.draw(torch.zeros(500, 2), 0)  # the draws the loss weights its terms with
+    s_lo, s_hi, w = d.s_lo, d.s_hi, d.weight
+    grid = inv.sigmas
+    assert torch.allclose(w, 1 / (s_hi - s_lo)) and w.max() / w.min() > 100  # adjacent levels of the grid
+    assert w.max() == pytest.approx(float(1 / (grid[1] - grid[0])), rel=1e-5)  # the smallest gap weighs most
+
+
 def test_cd_target_is_one_teacher_heun_step_from_x_hi() -> None:
     cfg = default_config("cd", "moons", steps=100)
     method = get_method("cd")(cfg.hp, VECTOR_NOISE, 100, 2)
