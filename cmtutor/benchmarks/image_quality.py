@@ -125,9 +125,9 @@ def evaluate(run: Run, fd: ClassifierFD, n: int, seed: int, store: bool) -> dict
 
 def train_with_curve(cfg: TrainConfig, teacher: dict[str, Any] | None, fd: ClassifierFD, n: int, every: int
                      ) -> tuple[Run, list[dict[str, Any]], tuple[float, float]]:
-    """Train ``cfg`` to its end, with the FD of the sampling EMA at the run's larger sampling budget (2 steps; the
-    teacher's 40 Heun steps) every ``every`` steps (0: none). Returns the run, the curve and the CPU and wall seconds
-    the evaluations took (not training time).
+    """Train ``cfg`` to its end, with the FD of the sampling EMA every ``every`` steps (0: none): at one and two
+    steps, the teacher at 40 Heun steps only. Returns the run, the curve and the CPU and wall seconds the evaluations
+    took (not training time).
 
     A point at step k is the run at step k, not a k-step run: the same thing only for methods whose schedule does
     not depend on the run's length (the teacher, CD, Direct CM); iCT's curriculum (GC's, OT's), CT's, TCM's split
@@ -187,11 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --ablations or --diagnoses: only these variants (their labels, quoted)")
     args = p.parse_args(argv)
     if args.variants:
-        known = ABLATIONS if args.ablations else DIAGNOSES
-        unknown = [v for v in args.variants if v not in known] if (args.ablations or args.diagnoses) else []
         if not (args.ablations or args.diagnoses):
             p.error("--variants needs --ablations or --diagnoses")
-        if unknown:
+        known = ABLATIONS if args.ablations else DIAGNOSES
+        if unknown := [v for v in args.variants if v not in known]:
             p.error(f"unknown variant(s) {unknown}; the labels are: " + "; ".join(known))
     if args.steps < 2:
         p.error("--steps must be at least 2 (TCM's two stages take half each)")
