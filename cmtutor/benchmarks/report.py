@@ -150,18 +150,24 @@ def images_section(res: dict[str, Any], title: str | None = None, out: str | Non
 
 def _curves(res: dict[str, Any], label: str) -> str:
     """The rows measured along their run (``--curve-every``): FD at the larger sampler every K steps, and the
-    ratio to the same seed's teacher at the end of its run."""
-    entries = [(m, s, e) for s in sorted(res["seeds"], key=int) for m, e in res["seeds"][s].items() if "curve" in e]
+    ratio to the same seed's teacher at the end of its run; the methods' rows, then the ablations' and the
+    diagnoses' (by label). A point sits at the budget spent: TCM's stage 2 counts its stage 1's steps."""
+    order = list(image_quality.METHODS)
+    entries = sorted(((m, s, e) for s in res["seeds"] for m, e in res["seeds"][s].items() if "curve" in e),
+                     key=lambda t: (order.index(t[0]) if t[0] in order else len(order), int(t[1])))
+    for section in ("ablations", "diagnoses"):
+        entries += sorted(((name, s, e) for s in res.get(section, {}) for name, e in res[section][s].items()
+                           if "curve" in e), key=lambda t: (t[0], int(t[1])))
     if not entries:
         return ""
-    order = list(image_quality.METHODS)
-    entries.sort(key=lambda t: (order.index(t[0]) if t[0] in order else len(order), int(t[1])))
-    steps = sorted({p["step"] for _, _, e in entries for p in e["curve"]})
+    budget = res["budget"]["steps"]
+    spent = [{budget - e["steps"] + p["step"]: p for p in e["curve"]} for _, _, e in entries]
+    steps = sorted({k for points in spent for k in points})
+    every = sorted({e["curve"][0]["step"] for _, _, e in entries})
     rows = []
-    for m, s, e in entries:
+    for (m, s, e), points in zip(entries, spent):
         key = next(k for k in e["curve"][0] if k.startswith("fd_"))
         sampler = key[3:-4]
-        points = {p["step"]: p for p in e["curve"]}
         teacher = res["seeds"][s].get("diffusion", {}).get("fd_40step")
         row: dict[str, Any] = {"method": m, "seed": s, "sampler": f"{sampler} Heun" if m == "diffusion" else sampler}
         for k in steps:
@@ -169,8 +175,9 @@ def _curves(res: dict[str, Any], label: str) -> str:
         row["× teacher at end (its row)"] = f"{points[steps[-1]][key] / teacher:.2f}" if (
             teacher and m != "diffusion" and steps[-1] in points) else "–"
         rows.append(row)
-    return (f"\n{label} along each run, measured every {steps[0]} steps (`--curve-every`; the consistency models "
-            "at one step, the teacher at 40 Heun steps; the file holds two steps too). A point at step "
+    return (f"\n{label} along each run, measured every {' or '.join(map(str, every))} steps (`--curve-every`; the "
+            "consistency models at one step, the teacher at 40 Heun steps; the file holds two steps too), each point "
+            "at the training steps spent (TCM's stage 2 after its stage 1's). A point at step "
             "k is the run at step k, which is a k-step run only for methods whose schedule does not depend on the "
             "run's length (the teacher, CD, Direct CM; [learning curves](defaults.md#learning-curves)).\n\n"
             + _md_table(rows, tuple(rows[0])) + "\n")

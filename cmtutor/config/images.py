@@ -78,12 +78,15 @@ SMALL_IMAGE_OVERRIDES: dict[str, Any] = {
 #: CD's learning rate over its teacher's on CIFAR-10: 4e-4 (Song et al. 2023) over EDM's 1e-3
 CD_TEACHER_LR_RATIO = IMAGE_METHOD_DEFAULTS["cd"]["lr"] / IMAGE_METHOD_DEFAULTS["diffusion"]["lr"]
 
-#: Per-method changes to SMALL_IMAGE_OVERRIDES: TCM's stage 2 keeps half of stage 1's learning rate; CD keeps the
-#: CIFAR-10 share of its teacher's rate (docs/defaults.md#cd-at-its-share-of-the-teachers-rate); sCM and MeanFlow keep
-#: the learning rates that were stable on 2D (docs/defaults.md#scm-and-meanflow-on-2d: sCM at 1e-3 was not), not
-#: measured on the digits.
+#: Per-method changes to SMALL_IMAGE_OVERRIDES (``hp`` merged key by key): TCM's stage 2 keeps half of stage 1's
+#: learning rate; CD keeps the CIFAR-10 share of its teacher's rate
+#: (docs/defaults.md#cd-at-its-share-of-the-teachers-rate) and weighs its pairs by iCT's 1/Δσ, measured against the
+#: papers' uniform weight (docs/defaults.md#cds-weighting-on-the-small-images); sCM and MeanFlow keep the learning
+#: rates that were stable on 2D (docs/defaults.md#scm-and-meanflow-on-2d: sCM at 1e-3 was not), not measured on the
+#: digits.
 SMALL_IMAGE_METHOD_OVERRIDES: dict[str, dict[str, Any]] = {
-    "tcm": {"lr": SMALL_IMAGE_OVERRIDES["lr"] / 2}, "cd": {"lr": SMALL_IMAGE_OVERRIDES["lr"] * CD_TEACHER_LR_RATIO},
+    "tcm": {"lr": SMALL_IMAGE_OVERRIDES["lr"] / 2},
+    "cd": {"lr": SMALL_IMAGE_OVERRIDES["lr"] * CD_TEACHER_LR_RATIO, "hp": {"weighting": "inv_delta"}},
     "scm": {"lr": 3e-4}, "meanflow": {"lr": 1e-3}}
 
 #: Per-set changes for one small-image source, merged last (``hp`` key by key). The photos teacher draws its
@@ -105,12 +108,14 @@ def image_config_defaults(method: str, data: str) -> dict[str, Any]:
     out: dict[str, Any] = {**IMAGE_COMMON, "noise": IMAGE_NOISE.to_dict()}
     out.update({k: v for k, v in spec.items() if k not in ("net", "hp")})
     net: dict[str, Any] = {"kind": "unet", "preset": "auto", **spec.get("net", {})}
+    out["hp"] = dict(spec.get("hp", {}))
     if is_small_image_source(data):
+        small = SMALL_IMAGE_METHOD_OVERRIDES.get(method, {})
         out.update(SMALL_IMAGE_OVERRIDES)
-        out.update(SMALL_IMAGE_METHOD_OVERRIDES.get(method, {}))
+        out.update({k: v for k, v in small.items() if k != "hp"})
+        out["hp"].update(small.get("hp", {}))
         net = {"kind": "unet", "preset": "auto"}  # the small preset's own dropout (0)
     out["net"] = net
-    out["hp"] = dict(spec.get("hp", {}))
     source = SMALL_IMAGE_SOURCE_OVERRIDES.get(data, {}).get(method, {})
     if source:
         out.update({k: v for k, v in source.items() if k != "hp"})

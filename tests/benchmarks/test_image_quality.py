@@ -65,10 +65,12 @@ def test_ablations_sit_beside_the_defaults_they_replaced(tmp_path: Path) -> None
     abl = res["ablations"]["0"]
     assert set(abl) == set(image_quality.ABLATIONS)
     assert abl["tcm, stage 2 at stage 1's rate"]["changes"]["lr"] == 2e-3  # the small images' iCT rate
-    assert abl["cd, at its teacher's rate"]["changes"]["lr"] == 2e-3  # the digits teacher's, 2.5x CD's default
+    old_cd = abl["cd, uniform weights, at its teacher's rate"]["changes"]
+    assert old_cd["lr"] == 2e-3 and old_cd["hp"] == {"weighting": "uniform"}  # the digits teacher's, 2.5x CD's default
+    assert abl["cd, uniform weights (the papers')"]["changes"] == {"hp": {"weighting": "uniform"}}
     assert abl["ct, θ⁻ rate as written"]["changes"]["hp"] == {"target_horizon": 0}
     rows = {r["ablation"]: r for r in image_quality.ablation_summary(res)}
-    assert rows["cd, pseudo-Huber"]["default_fd_1step"][0] == res["seeds"]["0"]["cd"]["fd_1step"]
+    assert rows["cd, pseudo-Huber, uniform weights"]["default_fd_1step"][0] == res["seeds"]["0"]["cd"]["fd_1step"]
     assert "replaced" in images_section(res)
 
 
@@ -87,6 +89,14 @@ def test_a_learning_curve_ends_at_the_rows_own_distance(tmp_path: Path) -> None:
     page = images_section(json.loads(out.read_text()))
     ratio = cd["fd_1step"] / teacher["fd_40step"]
     assert "along each run, measured every 2 steps" in page and "| cd | 0 | 1 |" in page and f"| {ratio:.2f} |" in page
+    # an ablation's curve sits under the methods', named by its label
+    image_quality.main(["--data", "digits", "--steps", "4", "--seeds", "0", "--ablations", "--variants",
+                        "cd, uniform weights (the papers')", "--curve-every", "2", "--out", str(out)])
+    res = json.loads(out.read_text())
+    uniform = res["ablations"]["0"]["cd, uniform weights (the papers')"]
+    assert uniform["curve"][-1]["fd_1step"] == uniform["fd_1step"] != cd["fd_1step"]  # another weighting, another run
+    page = images_section(res)
+    assert page.index("| cd | 0 | 1 |") < page.index("| cd, uniform weights (the papers') | 0 | 1 |")
 
 
 def test_a_second_table_of_a_set_loads_by_its_budget() -> None:

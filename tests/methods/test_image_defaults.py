@@ -1,6 +1,6 @@
 """The image defaults that fit a short CPU budget as well as the papers' runs (docs/defaults.md):
-CD's squared L2 and its share of the teacher's rate, CT's target EMA scaled to the run, TCM's stage 2 at half the
-learning rate, the photos teacher's noise levels drawn higher (EDM2's P_mean)."""
+CD's squared L2, its share of the teacher's rate and its 1/Δσ weights, CT's target EMA scaled to the run, TCM's
+stage 2 at half the learning rate, the photos teacher's noise levels drawn higher (EDM2's P_mean)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ def test_cd_trains_at_the_papers_share_of_its_teachers_rate(data: str) -> None:
     # CIFAR-10: CD 4e-4 (Song et al. 2023) against EDM's 1e-3; the small images had trained CD at its teacher's rate
     cd, teacher = default_config("cd", data).lr, default_config("diffusion", data).lr
     assert cd == pytest.approx(0.4 * teacher)
+
+
+def test_cd_weighs_its_pairs_by_inverse_gap_on_the_small_images_only() -> None:
+    """iCT's λ = 1/Δσ on the digits and photos, measured against the papers' uniform weight
+    (docs/defaults.md#cds-weighting-on-the-small-images); CIFAR-10 and 2D keep Song et al. 2023's λ = 1."""
+    for data in ("digits", "photos"):
+        assert default_config("cd", data).hp["weighting"] == "inv_delta"
+        assert default_config("cd", data, hp={"weighting": "uniform"}).hp["weighting"] == "uniform"  # a user's wins
+    for data in ("cifar10", "moons"):
+        assert default_config("cd", data).hp["weighting"] == "uniform"
+    assert "weighting" not in default_config("direct", "digits").hp  # Direct CM, a CD subclass, keeps λ = 1
+    assert default_config("cd", "digits").hp["distance"] == "l2"  # the rest of CD's image hp is kept
 
 
 def test_ct_target_time_constant_is_the_same_share_of_any_run() -> None:

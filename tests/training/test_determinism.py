@@ -53,7 +53,7 @@ def _default_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("data, steps, extra", [
-    ("moons", 40, {}),  # the 2D defaults: the MLP of width 256 at batch 256-512
+    ("moons", 20, {}),  # the 2D defaults: the MLP of width 256 at batch 256-512
     ("digits", 2, {"batch_size": 16, "net": {"preset": "tiny"}}),  # the U-Net, dropout included
 ])
 def test_every_method_is_bitwise_reproducible_with_default_threads(data: str, steps: int, extra: dict,
