@@ -102,6 +102,12 @@ def is_small_image_source(name: str) -> bool:
     return name in ("digits", "photos")
 
 
+def _merge(out: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Apply a layer of overrides to ``out``: fields replaced, ``hp`` merged key by key."""
+    out.update({k: v for k, v in changes.items() if k != "hp"})
+    out["hp"].update(changes.get("hp", {}))
+
+
 def image_config_defaults(method: str, data: str) -> dict[str, Any]:
     """The shipped TrainConfig fields for ``method`` on image data ``data`` (``net`` and ``hp`` partial)."""
     spec = IMAGE_METHOD_DEFAULTS.get(method, {})
@@ -110,14 +116,9 @@ def image_config_defaults(method: str, data: str) -> dict[str, Any]:
     net: dict[str, Any] = {"kind": "unet", "preset": "auto", **spec.get("net", {})}
     out["hp"] = dict(spec.get("hp", {}))
     if is_small_image_source(data):
-        small = SMALL_IMAGE_METHOD_OVERRIDES.get(method, {})
         out.update(SMALL_IMAGE_OVERRIDES)
-        out.update({k: v for k, v in small.items() if k != "hp"})
-        out["hp"].update(small.get("hp", {}))
+        _merge(out, SMALL_IMAGE_METHOD_OVERRIDES.get(method, {}))
         net = {"kind": "unet", "preset": "auto"}  # the small preset's own dropout (0)
     out["net"] = net
-    source = SMALL_IMAGE_SOURCE_OVERRIDES.get(data, {}).get(method, {})
-    if source:
-        out.update({k: v for k, v in source.items() if k != "hp"})
-        out["hp"].update(source.get("hp", {}))
+    _merge(out, SMALL_IMAGE_SOURCE_OVERRIDES.get(data, {}).get(method, {}))
     return out
