@@ -91,6 +91,12 @@ def consistency_step(model: nn.Module, x_hi: Tensor, sigma_hi: Tensor, target_fn
     return consistency_loss(model, x_hi, sigma_hi, target, weight, distance), target
 
 
+def pair_weight(weighting: str, s_lo: Tensor, s_hi: Tensor) -> Tensor:
+    """λ of a pair of levels: ``"uniform"`` λ = 1 (Song et al. 2023) or ``"inv_delta"`` λ = 1/(σ_hi − σ_lo), iCT's
+    weighting (Song & Dhariwal 2023); the switch CT and CD share."""
+    return 1.0 / (s_hi - s_lo) if weighting == "inv_delta" else torch.ones_like(s_hi)
+
+
 def expand(sigma: Tensor, x: Tensor) -> Tensor:
     """Per-sample σ [B] → [B, 1, …] to broadcast against x."""
     return sigma.reshape(-1, *([1] * (x.ndim - 1)))

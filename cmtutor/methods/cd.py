@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from cmtutor.core.losses import Distance, squared_l2
 from cmtutor.core.schedules import karras_sigmas
 from cmtutor.core.solvers import Solver, ode_step
-from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, Nets, expand
+from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, Nets, expand, pair_weight
 
 
 def cd_target(teacher: nn.Module, target_net: nn.Module, x_hi: Tensor, sigma_hi: Tensor, sigma_lo: Tensor,
@@ -54,8 +54,8 @@ class CDHparams(ConsistencyHparams):
     target_ema: float = 0.0
     #: start from the teacher's weights (both use the same network, only the scalings differ)
     init_from_teacher: bool = True
-    #: λ of the loss: ``uniform`` (λ = 1, every CD config) or iCT's ``inv_delta`` λ = 1/(σ_{n+1} − σ_n) (Song &
-    #: Dhariwal 2023, Sec. 3.4), a diagnosis switch (docs/defaults.md#cd-at-its-share-of-the-teachers-rate)
+    #: λ of the loss: ``uniform`` (λ = 1, every CD config of the paper) or iCT's ``inv_delta`` λ = 1/(σ_{n+1} − σ_n)
+    #: (Song & Dhariwal 2023), the small images' default (docs/defaults.md#cds-weighting-on-the-small-images)
     weighting: Literal["uniform", "inv_delta"] = "uniform"
 
 
@@ -85,9 +85,7 @@ class ConsistencyDistillation(ConsistencyMethod):
 
     # -- axis 4: the weighting λ ----------------------------------------------------------------------
     def weight(self, s_lo: Tensor, s_hi: Tensor, boundary: Tensor | None) -> Tensor:
-        if self.hp.weighting == "inv_delta":
-            return 1.0 / (s_hi - s_lo)
-        return torch.ones_like(s_hi)
+        return pair_weight(self.hp.weighting, s_lo, s_hi)
 
     # -- axis 3: θ⁻ at the teacher's one-step ODE estimate --------------------------------------------
     def uses_target_network(self) -> bool:

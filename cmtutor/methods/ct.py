@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from cmtutor.core.losses import DistanceName, pseudo_huber
 from cmtutor.core.schedules import ct_num_scales, ict_num_scales, karras_sigmas, lognormal_pair_probs
-from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, expand
+from cmtutor.methods.base import ConsistencyHparams, ConsistencyMethod, Draw, expand, pair_weight
 
 CT_PRESET: dict[str, Any] = {"curriculum": "adaptive", "s0": 2, "s1": 150, "mu0": 0.9, "pairs": "uniform",
                              "distance": "l2", "weighting": "uniform", "target": "ema"}
@@ -126,9 +126,7 @@ class ConsistencyTraining(ConsistencyMethod):
 
     # -- axis 4: λ = 1 or 1/(σ_{i+1} − σ_i) ------------------------------------------------------------
     def weight(self, s_lo: Tensor, s_hi: Tensor, boundary: Tensor | None) -> Tensor:
-        if self.hp.weighting == "inv_delta":
-            return 1.0 / (s_hi - s_lo)
-        return torch.ones_like(s_hi)
+        return pair_weight(self.hp.weighting, s_lo, s_hi)
 
     def sample_pairs(self, step: int, batch: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """(σ_lo, σ_hi, λ) for a batch: adjacent levels σ_i < σ_{i+1} and the loss weight."""
